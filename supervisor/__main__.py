@@ -1,0 +1,3 @@
+from supervisor.report.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Launch: resolve codex, install wrappers, build the command line, start runtimes."""

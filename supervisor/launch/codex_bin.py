@@ -1,0 +1,184 @@
+"""Find the codex binary (config, PATH, usual places, ao's cache) or provision it with npm."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor import paths
+from supervisor.errors import FatalError
+
+DEFAULT_VERSION = "0.169.0"
+COMMON_DIRS = ["/usr/local/bin", "/opt/homebrew/bin", "~/.cargo/bin", "~/.npm/bin"]
+_TRIPLES = {
+    ("Linux", "x86_64"): ("linux-x64", "x86_64-unknown-linux-musl"),
+    ("Linux", "aarch64"): ("linux-arm64", "aarch64-unknown-linux-musl"),
+    ("Darwin", "x86_64"): ("darwin-x64", "x86_64-apple-darwin"),
+    ("Darwin", "arm64"): ("darwin-arm64", "aarch64-apple-darwin"),
+}
+
+
+@dataclass
+class Candidate:
+    source: str
+    path: str
+    taken: bool = False
+    reason: str = ""
+    version: str | None = None
+
+
+def probe_version(path: str) -> tuple[str | None, str]:
+    """Run `codex --version`; return (version, reason-if-unusable)."""
+    if not os.path.isfile(path):
+        return None, "not found"
+    if not os.access(path, os.X_OK):
+        return None, "not executable"
+    try:
+        proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"`--version` failed: {exc}"
+    if proc.returncode != 0:
+        return None, f"`--version` exited {proc.returncode}"
+    words = proc.stdout.strip().split()
+    if len(words) < 2 or not words[0].startswith("codex"):
+        return None, f"`--version` printed {proc.stdout.strip()[:60]!r}, not a codex version"
+    return words[-1], ""
+
+
+def _npm_prefix_bin() -> str | None:
+    npm = shutil.which("npm")
+    if not npm:
+        return None
+    try:
+        out = subprocess.run([npm, "prefix", "-g"], capture_output=True, text=True, timeout=20,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return os.path.join(out.stdout.strip(), "bin") if out.returncode == 0 and out.stdout.strip() else None
+
+
+def native_binary(install_dir: Path) -> Path:
+    """The native codex binary inside an npm install of @openai/codex."""
+    key = (platform.system(), platform.machine())
+    if key not in _TRIPLES:
+        raise FatalError(f"no codex build is known for {key[0]} {key[1]}")
+    pkg, triple = _TRIPLES[key]
+    return install_dir / "node_modules" / "@openai" / f"codex-{pkg}" / "vendor" / triple / "bin" / "codex"
+
+
+def candidates(configured: str, version: str, with_npm: bool = True) -> list[Candidate]:
+    """Every place codex may be, in resolution order."""
+    out: list[Candidate] = []
+    if configured and configured != "auto":
+        out.append(Candidate("config", str(Path(configured).expanduser())))
+    wrapper_dir = os.path.realpath(paths.bin_dir())
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not entry:
+            continue
+        path = os.path.join(entry, "codex")
+        if os.path.realpath(entry) == wrapper_dir:
+            out.append(Candidate("PATH", path, reason="skipped: ao's own wrapper dir"))
+        elif os.path.isfile(path):
+            out.append(Candidate("PATH", path))
+    dirs = [os.path.expanduser(d) for d in COMMON_DIRS]
+    if with_npm:
+        prefix = _npm_prefix_bin()
+        if prefix:
+            dirs.append(prefix)
+    for d in dirs:
+        out.append(Candidate("common", os.path.join(d, "codex")))
+    out.append(Candidate("cache", str(native_binary(paths.codex_cache_dir() / version))))
+    return out
+
+
+def _resolved_file(version: str) -> Path:
+    return paths.codex_cache_dir() / f"resolved-{version}"
+
+
+def resolve(configured: str = "auto", version: str = DEFAULT_VERSION, provision: bool = True,
+            report: list[Candidate] | None = None) -> Path:
+    """Return a working codex path. Caches the answer; provisions the pinned version if needed."""
+    cached = _resolved_file(version)
+    if report is None and cached.is_file():
+        path = cached.read_text().strip()
+        marker = f"{configured}\n"
+        if path.startswith(marker):
+            path = path[len(marker):]
+            if os.access(path, os.X_OK):
+                return Path(path)
+    seen: set[str] = set()
+    for cand in candidates(configured, version):
+        if report is not None:
+            report.append(cand)
+        if cand.reason:
+            continue
+        real = os.path.realpath(cand.path)
+        if real in seen:
+            cand.reason = "skipped: same file as an earlier candidate"
+            continue
+        seen.add(real)
+        found, why = probe_version(cand.path)
+        if found is None:
+            cand.reason = why
+            if cand.source == "config":
+                raise FatalError(f"codex.binary {cand.path}: {why}. Fix the path or set it to `auto`.")
+            continue
+        cand.version = found
+        cand.taken = True
+        cand.reason = f"codex {found}"
+        _remember(configured, version, cand.path)
+        return Path(cand.path)
+    if not provision:
+        raise FatalError("codex not found; run `ao doctor --provision` to install it with npm")
+    path = provision_codex(version)
+    _remember(configured, version, str(path))
+    if report is not None:
+        report.append(Candidate("provisioned", str(path), True, f"installed codex {version} with npm"))
+    return path
+
+
+def _remember(configured: str, version: str, path: str) -> None:
+    try:
+        paths.atomic_write(_resolved_file(version), f"{configured}\n{path}\n")
+    except OSError:
+        pass  # a cache we cannot write only costs a re-resolve next time
+
+
+def provision_codex(version: str) -> Path:
+    """`npm install @openai/codex@VERSION` into ao's cache and return the native binary."""
+    npm = shutil.which("npm")
+    if not npm:
+        raise FatalError(
+            "codex is not installed and npm is missing, so ao cannot install it.\n"
+            "Install Node.js and npm (e.g. `apt-get install nodejs npm`), or install codex yourself "
+            "and set `codex.binary` in agent-orchestrator.yaml.")
+    target = paths.codex_cache_dir() / version
+    staging = paths.codex_cache_dir() / f".{version}.installing.{os.getpid()}"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FatalError(f"cannot create {staging}: {exc.strerror}") from None
+    (staging / "package.json").write_text('{"name": "ao-codex-cache", "private": true}\n')
+    try:
+        proc = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", f"@openai/codex@{version}"],
+            cwd=staging, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FatalError(f"`npm install @openai/codex@{version}` failed: {exc}") from None
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise FatalError(f"`npm install @openai/codex@{version}` exited {proc.returncode}:\n{tail}")
+    binary = native_binary(staging)
+    found, why = probe_version(str(binary))
+    if found is None:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FatalError(f"npm installed @openai/codex@{version} but its binary is unusable: {why}")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)  # a half-done install never sits at the final path
+    return native_binary(target)

@@ -1,0 +1,48 @@
+"""Workspaces: a git worktree per session on its own branch, or an existing directory."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from supervisor import paths
+from supervisor.errors import FatalError
+
+
+def _git(args: list[str], cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=120)
+    except FileNotFoundError:
+        raise FatalError("git is not installed; ao needs git for worktrees (apt-get install git)") from None
+
+
+def repo_root(path: Path) -> Path:
+    if not path.exists():
+        raise FatalError(f"repository not found: {path}")
+    if not path.is_dir():
+        raise FatalError(f"repository path is not a directory: {path}")
+    proc = _git(["rev-parse", "--show-toplevel"], cwd=path)
+    if proc.returncode != 0:
+        raise FatalError(f"{path} is not a git repository (git says: {proc.stderr.strip()})")
+    return Path(proc.stdout.strip())
+
+
+def create_worktree(repo: Path, session: str, base: str | None = None) -> tuple[Path, str]:
+    """`git worktree add -b ao/<session>` under $AO_HOME/worktrees; returns (dir, branch)."""
+    root = repo_root(repo)
+    target = paths.worktrees_dir() / session
+    branch = f"ao/{session}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    args = ["worktree", "add", "-b", branch, str(target)]
+    if base:
+        args.append(base)
+    proc = _git(args, cwd=root)
+    if proc.returncode != 0:
+        raise FatalError(f"cannot create a worktree of {root}: {proc.stderr.strip()}")
+    return target, branch
+
+
+def current_branch(workspace: Path) -> str | None:
+    proc = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace)
+    name = proc.stdout.strip()
+    return name if proc.returncode == 0 and name and name != "HEAD" else None

@@ -1,0 +1,1 @@
+"""Observe: rollouts and exec events turned into usage, cost, activity and receipts."""

@@ -1,0 +1,1 @@
+"""Report: the click commands and the views they print."""

@@ -1,0 +1,295 @@
+"""The `ao` command line. Each command is thin: parse, call the room that does the work, print."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+
+from supervisor import __version__, config as config_mod, paths, store
+from supervisor.errors import FatalError
+from supervisor.observe import pricing
+from supervisor.report import views
+
+
+class AoGroup(click.Group):
+    """Turns FatalError into one clear line on stderr and its exit code; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FatalError as exc:
+            click.echo(f"ao: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _cfg(ctx: click.Context) -> config_mod.Config:
+    obj = ctx.find_root().obj
+    if "config" not in obj:
+        obj["config"] = config_mod.load(obj.get("config_path"))
+    return obj["config"]
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+@click.group(cls=AoGroup)
+@click.option("--config", "config_path", metavar="FILE", help="agent-orchestrator.yaml to use.")
+@click.version_option(__version__, prog_name="ao")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """ao: a supervisor for fleets of Codex CLI agents."""
+    ctx.obj = {"config_path": config_path}
+
+
+def main() -> None:
+    cli(prog_name="ao")
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+def refresh(record: dict[str, Any]) -> dict[str, Any]:
+    """A session whose supervisor died without recording an end is marked failed, not left working."""
+    if record["status"] in store.ENDED or not record.get("pid"):
+        return record
+    if not psutil.pid_exists(record["pid"]) or _is_zombie(record["pid"]):
+        fresh = store.get(record["session"])  # the runner may have finished between the two reads
+        if fresh["status"] in store.ENDED:
+            return fresh
+        store.update(record["session"], status="failed", activity="exited", ended_at=time.time(),
+                     error="the session's supervisor process died before codex finished")
+        return store.get(record["session"])
+    return record
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_sessions(sessions: list[str], timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    pending = list(dict.fromkeys(store.get(s)["session"] for s in sessions))
+    done: dict[str, dict[str, Any]] = {}
+    while pending:
+        for session in list(pending):
+            record = refresh(store.get(session))
+            if record["status"] in store.ENDED:
+                done[session] = record
+                pending.remove(session)
+        if pending:
+            if time.monotonic() >= deadline:
+                raise FatalError(f"timed out after {timeout:g}s waiting for {', '.join(pending)}", exit_code=2)
+            time.sleep(0.2)
+    return [done[s] for s in done]
+
+
+@cli.command()
+@click.option("--repo", type=str, help="Git repository to branch a worktree from.")
+@click.option("--workspace", type=str, help="Run in this directory as it is.")
+@click.option("--project", type=str, help="Project name from the config.")
+@click.option("--issue", type=str, help="Issue id, passed to the agent as AO_ISSUE_ID.")
+@click.option("--headless", is_flag=True, help="Run `codex exec --json` (no tmux).")
+@click.option("--approval", type=click.Choice(config_mod.APPROVALS), help="Approval policy.")
+@click.option("--model", type=str, help="Model name.")
+@click.option("-c", "overrides", multiple=True, metavar="KEY=VALUE", help="Extra codex -c override.")
+@click.option("--name", type=str, help="A name to find the session by.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("prompt")
+@click.pass_context
+def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
+          headless: bool, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
+          as_json: bool, prompt: str) -> None:
+    """Start a codex agent on PROMPT in its own workspace."""
+    from supervisor.launch.spawn import SpawnRequest, spawn as do_spawn
+    if repo and workspace:
+        raise FatalError("pass either --repo or --workspace, not both")
+    cfg = _cfg(ctx)
+    req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
+                       headless=headless or cfg.data["runtime"] == "headless", approval=approval, model=model,
+                       overrides=list(overrides), name=name)
+    record = do_spawn(cfg, req)
+    if as_json:
+        _print_json({"session": record["session"], "workspace": record["workspace"],
+                     "thread_id": record["thread_id"], "status": record["status"], "branch": record["branch"]})
+    else:
+        click.echo(f"{record['session']} {record['status']} in {record['workspace']}")
+
+
+@cli.command()
+@click.argument("sessions", nargs=-1, required=True)
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
+def wait(sessions: tuple[str, ...], timeout: float) -> None:
+    """Block until each SESSION's run has ended; non-zero on timeout or failure."""
+    records = wait_sessions(list(sessions), timeout)
+    failed = [r for r in records if r["status"] != "done"]
+    for r in records:
+        click.echo(f"{r['session']} {r['status']}" + (f": {r['error']}" if r.get("error") and r["status"] != "done" else ""))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("session", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, session: str | None, as_json: bool) -> None:
+    """Show sessions: status, activity, branch, PR, tokens and cost."""
+    table = pricing.load_table(_cfg(ctx).data.get("pricing"))
+    records = [store.get(session)] if session else store.all_sessions()
+    rows = [views.status_row(refresh(r), table) for r in records]
+    if as_json:
+        _print_json(rows[0] if session else rows)
+    elif not rows:
+        click.echo("no sessions yet; start one with `ao spawn`")
+    else:
+        click.echo(views.status_table(rows))
+
+
+def session_cost_rows(records: list[dict[str, Any]], table: dict[str, pricing.Price]) -> dict[str, Any]:
+    rows, totals, total_cost = [], {"input": 0, "cached_input": 0, "output": 0, "reasoning": 0, "total": 0}, Decimal(0)
+    unknown = set()
+    for r in records:
+        t = views.tokens_of(r)
+        c = views.session_cost(r, table)
+        if r.get("model") and pricing.lookup(table, r["model"]) is None:
+            unknown.add(r["model"])
+        rows.append({"key": r["session"], "tokens": t, "cost_usd": views.money(c),
+                     "models": [r["model"]] if r.get("model") else []})
+        for k in totals:
+            totals[k] += t[k]
+        total_cost += c
+    return {"rows": rows, "totals": {"tokens": totals, "cost_usd": views.money(total_cost)},
+            "unpriced_models": sorted(unknown)}
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cost(ctx: click.Context, as_json: bool) -> None:
+    """Tokens and cost per ao session."""
+    table = pricing.load_table(_cfg(ctx).data.get("pricing"))
+    report = session_cost_rows([refresh(r) for r in store.all_sessions()], table)
+    if as_json:
+        _print_json(report)
+        return
+    click.echo(views.cost_table(report["rows"], report["totals"]))
+    for model in report["unpriced_models"]:
+        click.echo(f"warning: no price known for model {model!r}; counted as $0. Add it under `pricing:`.", err=True)
+
+
+# --- doctor, config -------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--provision/--no-provision", default=False, help="Install the pinned codex with npm if missing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor(ctx: click.Context, provision: bool, as_json: bool) -> None:
+    """Show how codex is found and whether git, tmux, npm and gh are usable."""
+    from supervisor.report import doctor as doctor_mod
+    result = doctor_mod.diagnose(_cfg(ctx), provision)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(doctor_mod.render(result))
+    if not result["codex"]["path"]:
+        sys.exit(1)
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Read or edit agent-orchestrator.yaml in place."""
+
+
+def _config_file(ctx: click.Context) -> Path:
+    found = config_mod.find_config_file(ctx.find_root().obj.get("config_path"))
+    return found or Path.cwd() / config_mod.CONFIG_NAME
+
+
+@config_group.command(name="get")
+@click.argument("key")
+@click.pass_context
+def config_get(ctx: click.Context, key: str) -> None:
+    """Print the value of KEY (dotted, e.g. agent.model)."""
+    value = _cfg(ctx).get(key)
+    click.echo(json.dumps(value) if isinstance(value, (dict, list)) or value is None else str(value))
+
+
+@config_group.command(name="set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY to VALUE, keeping the file's comments and order."""
+    path = _config_file(ctx)
+    new = config_mod.set_value(path, key, value)
+    click.echo(f"{path}: {key} = {json.dumps(new)}")
+
+
+@config_group.command(name="path")
+@click.pass_context
+def config_path(ctx: click.Context) -> None:
+    """Print which config file is in use."""
+    found = config_mod.find_config_file(ctx.find_root().obj.get("config_path"))
+    click.echo(str(found) if found else "none (built-in defaults)")
+
+
+# --- model, demo -----------------------------------------------------------------------------------
+
+@cli.group()
+def model() -> None:
+    """The built-in scripted model server."""
+
+
+@model.command()
+@click.option("--script", "script_path", required=True, type=click.Path(dir_okay=False), help="Model script YAML.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, type=int, help="0 picks a free port.")
+@click.option("--ledger", type=click.Path(dir_okay=False), help="JSONL file recording every response served.")
+@click.option("--model", "model_name", help="Model name to report (default: the one requested).")
+def serve(script_path: str, host: str, port: int, ledger: str | None, model_name: str | None) -> None:
+    """Serve the OpenAI Responses API from a script, for codex to talk to."""
+    from supervisor.model import script as script_mod
+    from supervisor.model.server import ScriptedModel
+    script = script_mod.load(Path(script_path))
+    try:
+        server = ScriptedModel(script, host, port, Path(ledger) if ledger else None, model_name)
+    except OSError as exc:
+        raise FatalError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    click.echo(f"scripted model listening on {server.base_url} ({len(script.tasks)} tasks)", err=False)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to build the sample repo.")
+@click.pass_context
+def demo(ctx: click.Context, directory: str | None) -> None:
+    """Three agents on the built-in scripted model, in parallel worktrees; then status and cost."""
+    from supervisor.demo import run_demo
+    from supervisor.model.server import read_ledger
+    cfg = _cfg(ctx)
+    records, ledger = run_demo(cfg, Path(directory) if directory else None, wait_sessions, click.echo)
+    table = pricing.load_table(cfg.data.get("pricing"))
+    click.echo("")
+    click.echo(views.status_table([views.status_row(r, table) for r in records]))
+    click.echo("")
+    report = session_cost_rows(records, table)
+    click.echo(views.cost_table(report["rows"], report["totals"]))
+    served = sum(entry["usage"]["total"] for entry in read_ledger(ledger))
+    click.echo(f"\nthe scripted model served {served:,} tokens; ao counted {report['totals']['tokens']['total']:,}")
+    if any(r["status"] != "done" for r in records):
+        sys.exit(1)

@@ -1,0 +1,63 @@
+"""`ao doctor`: every codex candidate and why it was taken or skipped, plus git, tmux, npm and gh."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any
+
+from supervisor.config import Config
+from supervisor.errors import FatalError
+from supervisor.launch import codex_bin
+
+TOOLS = {
+    "git": ("git --version", "install git (apt-get install git); ao makes a worktree per agent"),
+    "tmux": ("tmux -V", "install tmux (apt-get install tmux) for the interactive runtime"),
+    "npm": ("npm --version", "install Node.js and npm so ao can provision codex"),
+    "gh": ("gh --version", "install the GitHub CLI so agents can open PRs (optional)"),
+}
+
+
+def _tool(name: str) -> dict[str, Any]:
+    cmd, hint = TOOLS[name]
+    path = shutil.which(name)
+    if not path:
+        return {"name": name, "ok": False, "detail": "not found on PATH", "hint": hint}
+    try:
+        proc = subprocess.run(cmd.split(), capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+        first = (proc.stdout or proc.stderr).strip().splitlines()
+        detail = first[0] if first else f"exit {proc.returncode}"
+        ok = proc.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        detail, ok = str(exc), False
+    return {"name": name, "ok": ok, "detail": f"{path}: {detail}", "hint": "" if ok else hint}
+
+
+def diagnose(cfg: Config, provision: bool) -> dict[str, Any]:
+    report: list[codex_bin.Candidate] = []
+    codex: dict[str, Any] = {"path": None, "error": None}
+    try:
+        codex["path"] = str(codex_bin.resolve(cfg.data["codex"]["binary"], cfg.data["codex"]["version"],
+                                              provision=provision, report=report))
+    except FatalError as exc:
+        codex["error"] = str(exc)
+    codex["candidates"] = [{"source": c.source, "path": c.path, "taken": c.taken,
+                            "reason": c.reason or "not checked (an earlier candidate was taken)"}
+                           for c in report]
+    return {"config": str(cfg.path) if cfg.path else None, "codex": codex,
+            "tools": [_tool(name) for name in TOOLS]}
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"config: {result['config'] or 'none found, using built-in defaults'}", "codex candidates:"]
+    for c in result["codex"]["candidates"]:
+        mark = "->" if c["taken"] else "  "
+        lines.append(f" {mark} [{c['source']}] {c['path']}: {c['reason']}")
+    if result["codex"]["path"]:
+        lines.append(f"codex: {result['codex']['path']}")
+    else:
+        lines.append(f"codex: MISSING. {result['codex']['error']}")
+    for tool in result["tools"]:
+        state = "ok" if tool["ok"] else "MISSING"
+        hint = f"  hint: {tool['hint']}" if tool["hint"] else ""
+        lines.append(f"{tool['name']}: {state} ({tool['detail']}){hint}")
+    return "\n".join(lines)

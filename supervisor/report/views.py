@@ -1,0 +1,63 @@
+"""Pure views: session records in, contract dicts and tables out."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from tabulate import tabulate
+
+from supervisor.observe import pricing
+
+STATUS_KEYS = ("session", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
+               "pr_url", "pr_number", "thread_id", "model", "tokens", "cost_usd", "pid", "rollout_path",
+               "started_at", "updated_at")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def tokens_of(record: Mapping[str, Any]) -> dict[str, int]:
+    t = {k: int(record.get(k) or 0) for k in ("input", "cached_input", "output", "reasoning")}
+    t["total"] = t["input"] + t["output"]
+    return t
+
+
+def session_cost(record: Mapping[str, Any], table: Mapping[str, pricing.Price]) -> Decimal:
+    t = tokens_of(record)
+    return pricing.cost(pricing.lookup(table, record.get("model")), t["input"], t["cached_input"], t["output"])
+
+
+def money(value: Decimal) -> float:
+    return float(round(value, 6))
+
+
+def status_row(record: Mapping[str, Any], table: Mapping[str, pricing.Price]) -> dict[str, Any]:
+    row = {key: record.get(key) for key in STATUS_KEYS}
+    row["tokens"] = tokens_of(record)
+    row["cost_usd"] = money(session_cost(record, table))
+    row["started_at"] = iso(record.get("started_at"))
+    row["updated_at"] = iso(record.get("updated_at"))
+    return row
+
+
+def status_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    body = [[r["session"], r["status"], r["activity"] or "-", r["branch"] or "-", r["model"] or "-",
+             f"{r['tokens']['total']:,}", f"${r['cost_usd']:.4f}", r["pr_url"] or "-",
+             (r["thread_id"] or "-")[:13]] for r in rows]
+    return tabulate(body, headers=["SESSION", "STATUS", "ACTIVITY", "BRANCH", "MODEL", "TOKENS", "COST",
+                                   "PR", "THREAD"], tablefmt="simple", disable_numparse=True)
+
+
+def cost_table(rows: Iterable[Mapping[str, Any]], totals: Mapping[str, Any]) -> str:
+    body = [[r["key"], ",".join(r["models"]) or "-", f"{r['tokens']['input']:,}", f"{r['tokens']['cached_input']:,}",
+             f"{r['tokens']['output']:,}", f"{r['tokens']['reasoning']:,}", f"{r['tokens']['total']:,}",
+             f"${r['cost_usd']:.4f}"] for r in rows]
+    t = totals["tokens"]
+    body.append(["TOTAL", "", f"{t['input']:,}", f"{t['cached_input']:,}", f"{t['output']:,}",
+                 f"{t['reasoning']:,}", f"{t['total']:,}", f"${totals['cost_usd']:.4f}"])
+    return tabulate(body, headers=["KEY", "MODELS", "INPUT", "CACHED", "OUTPUT", "REASONING", "TOTAL", "COST"],
+                    tablefmt="simple", disable_numparse=True)

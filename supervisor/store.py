@@ -1,0 +1,157 @@
+"""Session records in SQLite under $AO_HOME. Many supervisors write at once, so WAL + busy timeout."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from supervisor import paths
+from supervisor.errors import FatalError
+
+SCHEMA_VERSION = 1
+TOKEN_KEYS = ("input", "cached_input", "output", "reasoning")
+COLUMNS = {
+    "session": "TEXT PRIMARY KEY",
+    "name": "TEXT",
+    "project": "TEXT",
+    "issue": "TEXT",
+    "repo": "TEXT",
+    "workspace": "TEXT NOT NULL",
+    "runtime": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",
+    "activity": "TEXT",
+    "branch": "TEXT",
+    "pr_url": "TEXT",
+    "pr_number": "INTEGER",
+    "thread_id": "TEXT",
+    "model": "TEXT",
+    "input": "INTEGER NOT NULL DEFAULT 0",
+    "cached_input": "INTEGER NOT NULL DEFAULT 0",
+    "output": "INTEGER NOT NULL DEFAULT 0",
+    "reasoning": "INTEGER NOT NULL DEFAULT 0",
+    "pid": "INTEGER",
+    "codex_pid": "INTEGER",
+    "exit_code": "INTEGER",
+    "error": "TEXT",
+    "rollout_path": "TEXT",
+    "prompt": "TEXT",
+    "launch": "TEXT",
+    "started_at": "REAL NOT NULL",
+    "updated_at": "REAL NOT NULL",
+    "ended_at": "REAL",
+}
+ENDED = ("done", "failed", "killed", "merged", "closed")
+
+
+def _create(path: Path) -> None:
+    """Build the schema in a temp file and move it into place, so ^C never leaves half a DB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ao.db.", dir=path.parent)
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        cols = ", ".join(f"{name} {decl}" for name, decl in COLUMNS.items())
+        con.executescript(
+            f"CREATE TABLE sessions ({cols});"
+            "CREATE INDEX sessions_thread ON sessions(thread_id);"
+            f"PRAGMA user_version = {SCHEMA_VERSION};")
+        con.commit()
+        con.close()
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
+def connect() -> Iterator[sqlite3.Connection]:
+    path = paths.db_path()
+    try:
+        if not path.exists():
+            _create(path)
+        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise FatalError(f"cannot open the session store {path}: {exc}") from None
+    con.row_factory = sqlite3.Row
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        yield con
+    except sqlite3.DatabaseError as exc:
+        raise FatalError(f"session store {path} is unusable: {exc}") from None
+    finally:
+        con.close()
+
+
+def new_session_id() -> str:
+    return "ao-" + time.strftime("%m%d") + "-" + secrets.token_hex(3)
+
+
+def insert(record: dict[str, Any]) -> None:
+    now = time.time()
+    record = {"started_at": now, "updated_at": now, **record}
+    if isinstance(record.get("launch"), dict):
+        record["launch"] = json.dumps(record["launch"])
+    keys = ", ".join(record)
+    marks = ", ".join("?" for _ in record)
+    with connect() as con:
+        con.execute(f"INSERT INTO sessions ({keys}) VALUES ({marks})", list(record.values()))
+
+
+def update(session: str, **fields: Any) -> None:
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown session fields {sorted(unknown)}")
+    fields["updated_at"] = time.time()
+    if isinstance(fields.get("launch"), dict):
+        fields["launch"] = json.dumps(fields["launch"])
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    with connect() as con:
+        con.execute(f"UPDATE sessions SET {sets} WHERE session = ?", [*fields.values(), session])
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["launch"] = json.loads(out["launch"]) if out.get("launch") else {}
+    return out
+
+
+def get(session: str) -> dict[str, Any]:
+    with connect() as con:
+        row = con.execute("SELECT * FROM sessions WHERE session = ?", (session,)).fetchone()
+        if row is None:
+            row = con.execute("SELECT * FROM sessions WHERE thread_id = ? OR name = ?",
+                              (session, session)).fetchone()
+    if row is None:
+        raise FatalError(f"unknown session {session!r}; `ao status` lists the known ones")
+    return _row(row)
+
+
+def find(session_or_thread: str) -> dict[str, Any] | None:
+    try:
+        return get(session_or_thread)
+    except FatalError:
+        return None
+
+
+def all_sessions() -> list[dict[str, Any]]:
+    if not paths.db_path().exists():
+        return []
+    with connect() as con:
+        return [_row(r) for r in con.execute("SELECT * FROM sessions ORDER BY started_at")]
+
+
+def count_running() -> int:
+    with connect() as con:
+        marks = ", ".join("?" for _ in ENDED)
+        row = con.execute(
+            f"SELECT COUNT(*) FROM sessions WHERE status NOT IN ({marks}) AND status != 'queued'",
+            ENDED).fetchone()
+    return int(row[0])
