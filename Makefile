@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 codex: install
+	mkdir -p $(TEST_HOME)
 	AO_HOME=$(TEST_HOME) $(AO) doctor --provision > $(TEST_HOME).doctor.log 2>&1 || (cat $(TEST_HOME).doctor.log; exit 1)
 
 demo: install
