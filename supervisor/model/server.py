@@ -100,6 +100,7 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 class ScriptedModel(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # many agents connect at once; the default backlog of 5 resets them
 
     def __init__(self, script: Script, host: str = "127.0.0.1", port: int = 0,
                  ledger: Path | None = None, model: str | None = None) -> None:

@@ -1,0 +1,198 @@
+"""Tail a rollout file: complete new lines only, restart on truncation or replacement, bounded memory.
+
+A `RolloutTail` keeps a byte offset. Each read returns only whole lines added since the last read;
+a partial last line is left on disk until its newline arrives. Memory stays bounded by the chunk
+size plus the longest line (lines above `max_line` are skipped with a warning).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterator
+
+import orjson
+
+CHUNK = 8 << 20
+MAX_LINE = 64 << 20
+HEAD = 64  # bytes of the file start kept to notice a file replaced in place by a longer one
+
+
+@dataclass
+class Batch:
+    lines: list[tuple[int, Any]]          # (1-based line number, parsed JSON value)
+    reset: bool = False                   # the file shrank or was replaced: totals must be rebuilt
+    warnings: list[str] = field(default_factory=list)
+
+
+def _open_zst(path: str, warnings: list[str]) -> BinaryIO | None:
+    try:
+        import zstandard  # optional dependency
+    except ImportError:
+        warnings.append(f"{path}: skipped, compressed rollouts need the `zstandard` module "
+                        "(pip install zstandard)")
+        return None
+    raw = open(path, "rb")
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, closefd=True)  # type: ignore[return-value]
+
+
+class RolloutTail:
+    """Incremental reader of one JSONL rollout; `state()` round-trips through the constructor."""
+
+    def __init__(self, path: str | os.PathLike[str], offset: int = 0, line_no: int = 0,
+                 inode: int | None = None, dev: int | None = None, size: int = 0, head: bytes = b"",
+                 max_line: int = MAX_LINE, chunk_size: int = CHUNK) -> None:
+        self.path = os.fspath(path)
+        self.offset, self.line_no, self.inode, self.dev, self.size, self.head = offset, line_no, inode, dev, size, head
+        self.max_line, self.chunk_size = max_line, chunk_size
+        self.compressed = self.path.endswith(".zst")
+        self.warnings: list[str] = []
+        self.pending = 0  # bytes of an incomplete last line left for the next read
+
+    def state(self) -> dict[str, Any]:
+        return {"offset": self.offset, "line_no": self.line_no, "inode": self.inode, "dev": self.dev,
+                "size": self.size, "head": self.head}
+
+    def _reset(self) -> None:
+        self.offset, self.line_no, self.head = 0, 0, b""
+
+    def sync(self, st: os.stat_result | None = None) -> bool:
+        """Stat the file; return True (and rewind to 0) when it shrank or was replaced."""
+        if st is None:
+            st = os.stat(self.path)
+        replaced = self.inode is not None and (st.st_ino != self.inode or st.st_dev != self.dev)
+        shrank = st.st_size < (self.size if self.compressed else self.offset)
+        if not replaced and not shrank and self.offset and self.head and not self.compressed:
+            with open(self.path, "rb") as fh:
+                replaced = fh.read(len(self.head)) != self.head
+        # a compressed file cannot be appended to in place: any change means read it again
+        changed_zst = self.compressed and self.offset and st.st_size != self.size
+        self.inode, self.dev = st.st_ino, st.st_dev
+        self.size = st.st_size
+        if replaced or shrank or changed_zst:
+            self._reset()
+            return True
+        return False
+
+    def read_new(self, markers: tuple[bytes, ...] | None = None) -> Batch:
+        """Everything complete since the last read, parsed. See `records` for `markers`."""
+        reset = self.sync()
+        start = len(self.warnings)
+        lines = list(self.records(markers))
+        return Batch(lines, reset, self.warnings[start:])
+
+    def records(self, markers: tuple[bytes, ...] | None = None) -> Iterator[tuple[int, Any]]:
+        """Parse and yield (line number, value) for new complete lines.
+
+        With `markers`, only lines containing one of those byte strings are parsed (the rest are
+        skipped unread, so garbage in them goes unnoticed); call `sync()` first.
+        """
+        for line_no, raw in self.raw_lines(markers):
+            try:
+                yield line_no, orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                self.warnings.append(f"{self.path}:{line_no}: skipped a corrupt line ({exc.msg})")
+
+    def raw_lines(self, markers: tuple[bytes, ...] | None = None) -> Iterator[tuple[int, bytes]]:
+        if self.compressed:
+            fh = _open_zst(self.path, self.warnings)
+            if fh is None:
+                return
+            if self.offset:  # a stream cannot seek: decompress and drop what was read before
+                left = self.offset
+                while left:
+                    got = fh.read(min(left, self.chunk_size))
+                    if not got:
+                        break
+                    left -= len(got)
+        else:
+            fh = open(self.path, "rb")
+            fh.seek(self.offset)
+        with fh:
+            yield from self._scan(fh, markers)
+
+    def _scan(self, fh: BinaryIO, markers: tuple[bytes, ...] | None) -> Iterator[tuple[int, bytes]]:
+        pieces: list[bytes] = []   # a line longer than one chunk, gathered until its newline
+        carried = 0
+        skipping = False           # inside a line above max_line: drop bytes up to its newline
+        self.pending = 0
+        while True:
+            chunk = fh.read(self.chunk_size)
+            if not chunk:
+                break
+            if not self.head and self.offset == 0 and not self.compressed:
+                self.head = chunk[:HEAD]
+            last_nl = chunk.rfind(b"\n")
+            if last_nl < 0:
+                if skipping:
+                    self.offset += len(chunk)
+                    continue
+                pieces.append(chunk)
+                carried += len(chunk)
+                if carried > self.max_line:
+                    self.warnings.append(f"{self.path}:{self.line_no + 1}: skipped a line longer than "
+                                         f"{self.max_line >> 20} MiB")
+                    self.offset += carried
+                    pieces, carried, skipping = [], 0, True
+                continue
+            base = self.offset - carried
+            if skipping:
+                cut = chunk.find(b"\n") + 1
+                self.offset += cut
+                self.line_no += 1
+                chunk, last_nl, base, skipping = chunk[cut:], last_nl - cut, self.offset, False
+            elif pieces:
+                pieces.append(chunk)
+                chunk = b"".join(pieces)
+                last_nl += carried
+                pieces, carried = [], 0
+                first_end = chunk.find(b"\n")
+                if first_end > self.max_line:
+                    self.warnings.append(f"{self.path}:{self.line_no + 1}: skipped a line longer than "
+                                         f"{self.max_line >> 20} MiB")
+                    self.line_no += 1
+                    self.offset = base + first_end + 1
+                    chunk, last_nl, base = chunk[first_end + 1:], last_nl - first_end - 1, self.offset
+            yield from self._lines(chunk, last_nl, base, markers)
+            self.line_no += chunk.count(b"\n", 0, last_nl + 1)
+            self.offset = base + last_nl + 1
+            tail = chunk[last_nl + 1:]
+            if tail:
+                pieces, carried = [tail], len(tail)
+        self.pending = carried
+
+    def _lines(self, chunk: bytes, last_nl: int, base: int, markers: tuple[bytes, ...] | None
+               ) -> Iterator[tuple[int, bytes]]:
+        """Complete lines of `chunk` (up to last_nl), optionally only those holding a marker."""
+        if markers is None:
+            lines = chunk[:last_nl].split(b"\n")
+            for n, line in enumerate(lines, self.line_no + 1):
+                if line.strip():
+                    yield n, line
+            return
+        starts: set[int] = set()
+        for marker in markers:
+            pos = chunk.find(marker, 0, last_nl)
+            while pos >= 0:
+                start = chunk.rfind(b"\n", 0, pos) + 1
+                starts.add(start)
+                end = chunk.find(b"\n", pos)
+                pos = chunk.find(marker, end, last_nl)
+        counted, counted_at = self.line_no, 0
+        for start in sorted(starts):
+            counted += chunk.count(b"\n", counted_at, start)
+            counted_at = start
+            yield counted + 1, chunk[start:chunk.find(b"\n", start)]
+
+
+def read_lines(path: str | os.PathLike[str], warnings: list[str] | None = None) -> Iterator[tuple[int, Any]]:
+    """Every complete, parseable line of a whole rollout; corrupt ones become warnings."""
+    tail = RolloutTail(path)
+    try:
+        tail.sync()
+    except OSError as exc:
+        if warnings is not None:
+            warnings.append(f"{os.fspath(path)}: cannot read ({exc.strerror})")
+        return
+    yield from tail.records()
+    if warnings is not None:
+        warnings.extend(tail.warnings)

@@ -1,0 +1,114 @@
+"""Codex resolution order with fake binaries, provisioning errors, and `ao doctor`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from supervisor import paths
+from supervisor.errors import FatalError
+from supervisor.launch import codex_bin
+
+
+def fake_codex(directory: Path, version: str = "0.169.0", code: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "codex"
+    path.write_text(f"#!/bin/sh\necho 'codex-cli {version}'\nexit {code}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def bare_path(tmp_path, monkeypatch):
+    """PATH with only the system dirs that hold git/sh, none with a codex; common places point nowhere."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(codex_bin, "COMMON_DIRS", [str(tmp_path / "common-a"), str(tmp_path / "common-b")])
+    monkeypatch.setattr(codex_bin, "_npm_prefix_bin", lambda: None)
+
+
+def test_config_path_wins(tmp_path, bare_path, monkeypatch):
+    on_path = fake_codex(tmp_path / "onpath", "1.0.0")
+    configured = fake_codex(tmp_path / "configured", "2.0.0")
+    monkeypatch.setenv("PATH", f"{on_path.parent}:/usr/bin:/bin")
+    assert codex_bin.resolve(str(configured), "0.169.0", provision=False) == configured
+
+
+def test_bad_config_path_is_a_clear_error(tmp_path, bare_path):
+    with pytest.raises(FatalError, match="codex.binary .*: not found"):
+        codex_bin.resolve(str(tmp_path / "nope" / "codex"), "0.169.0", provision=False)
+
+
+def test_path_skips_wrapper_dir_and_broken_binaries(tmp_path, bare_path, monkeypatch):
+    wrapper = fake_codex(paths.bin_dir(), "9.9.9")
+    broken = fake_codex(tmp_path / "broken", code=3)
+    good = fake_codex(tmp_path / "good", "0.170.0")
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{broken.parent}:{good.parent}:/usr/bin")
+    report: list[codex_bin.Candidate] = []
+    assert codex_bin.resolve("auto", "0.169.0", provision=False, report=report) == good
+    reasons = {c.path: c.reason for c in report}
+    assert reasons[str(wrapper)] == "skipped: ao's own wrapper dir"
+    assert reasons[str(broken)] == "`--version` exited 3"
+    assert reasons[str(good)] == "codex 0.170.0"
+
+
+def test_common_dirs_then_cache(tmp_path, bare_path):
+    cached = codex_bin.native_binary(paths.codex_cache_dir() / "0.169.0")
+    fake_codex(cached.parent)
+    assert codex_bin.resolve("auto", "0.169.0", provision=False) == cached
+    common = fake_codex(tmp_path / "common-b", "0.168.0")
+    # the resolved path is cached; a fresh report walks the order again
+    report: list[codex_bin.Candidate] = []
+    assert codex_bin.resolve("auto", "0.169.0", provision=False, report=report) == common
+
+
+def test_not_codex_output_is_skipped(tmp_path, bare_path, monkeypatch):
+    impostor = tmp_path / "imp" / "codex"
+    impostor.parent.mkdir()
+    impostor.write_text("#!/bin/sh\necho hello\n")
+    impostor.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{impostor.parent}:/usr/bin")
+    report: list[codex_bin.Candidate] = []
+    with pytest.raises(FatalError, match="ao doctor --provision"):
+        codex_bin.resolve("auto", "0.169.0", provision=False, report=report)
+    assert "not a codex version" in report[0].reason
+
+
+def test_missing_npm_is_a_clear_error(bare_path, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(FatalError) as err:
+        codex_bin.resolve("auto", "0.169.0", provision=True)
+    assert "npm is missing" in str(err.value) and "codex.binary" in str(err.value)
+
+
+def test_failed_npm_install_is_a_clear_error_and_leaves_no_half_install(bare_path, monkeypatch, tmp_path):
+    npm_dir = tmp_path / "npmbin"
+    npm_dir.mkdir()
+    (npm_dir / "npm").write_text("#!/bin/sh\necho 'npm ERR! 404 Not Found - @openai/codex@0.0.0' >&2\nexit 1\n")
+    (npm_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{npm_dir}:/usr/bin:/bin")
+    with pytest.raises(FatalError) as err:
+        codex_bin.resolve("auto", "0.0.0", provision=True)
+    assert "exited 1" in str(err.value) and "404" in str(err.value)
+    assert not (paths.codex_cache_dir() / "0.0.0").exists()
+    assert not [p for p in paths.codex_cache_dir().iterdir() if p.name.startswith(".0.0.0")]
+
+
+def test_doctor_lists_candidates_and_tools(ao, tmp_path):
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    out = ao("doctor", env=env)
+    assert "codex candidates:" in out.stdout
+    assert "[cache]" in out.stdout
+    assert "git: ok" in out.stdout
+    if out.returncode != 0:  # no codex anywhere reachable: says how to fix it, no traceback
+        assert "codex: MISSING" in out.stdout and "ao doctor --provision" in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_doctor_finds_provisioned_codex(ao, codex):
+    out = ao("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    import json
+    report = json.loads(out.stdout)
+    assert report["codex"]["path"] == str(codex)
+    assert any(c["taken"] and c["source"] == "cache" for c in report["codex"]["candidates"])
