@@ -111,54 +111,61 @@ class RolloutTail:
             yield from self._scan(fh, markers)
 
     def _scan(self, fh: BinaryIO, markers: tuple[bytes, ...] | None) -> Iterator[tuple[int, bytes]]:
-        pieces: list[bytes] = []   # a line longer than one chunk, gathered until its newline
+        # self.offset always points at the first byte not yet consumed: the start of `pieces`
+        pieces: list[bytes] = []   # an incomplete line, gathered until its newline arrives
         carried = 0
         skipping = False           # inside a line above max_line: drop bytes up to its newline
-        self.pending = 0
         while True:
             chunk = fh.read(self.chunk_size)
             if not chunk:
                 break
             if not self.head and self.offset == 0 and not self.compressed:
                 self.head = chunk[:HEAD]
-            last_nl = chunk.rfind(b"\n")
-            if last_nl < 0:
-                if skipping:
+            if skipping:
+                nl = chunk.find(b"\n")
+                if nl < 0:
                     self.offset += len(chunk)
                     continue
-                pieces.append(chunk)
-                carried += len(chunk)
+                self.offset += nl + 1
+                self.line_no += 1
+                skipping, chunk = False, chunk[nl + 1:]
+            elif pieces:
+                nl = chunk.find(b"\n")
+                if nl < 0 or carried + nl > self.max_line:
+                    if nl < 0:
+                        pieces.append(chunk)
+                        carried += len(chunk)
+                        if carried <= self.max_line:
+                            continue
+                    self._too_long()
+                    if nl < 0:
+                        self.offset += carried
+                        pieces, carried, skipping = [], 0, True
+                        continue
+                    self.offset += carried + nl + 1
+                    self.line_no += 1
+                    pieces, carried, chunk = [], 0, chunk[nl + 1:]
+                else:
+                    pieces.append(chunk)
+                    chunk = b"".join(pieces)
+                    pieces, carried = [], 0
+            last_nl = chunk.rfind(b"\n")
+            if last_nl >= 0:
+                base = self.offset
+                yield from self._lines(chunk, last_nl, base, markers)
+                self.line_no += chunk.count(b"\n", 0, last_nl + 1)
+                self.offset = base + last_nl + 1
+            rest = chunk[last_nl + 1:]
+            if rest:
+                pieces, carried = [rest], len(rest)
                 if carried > self.max_line:
-                    self.warnings.append(f"{self.path}:{self.line_no + 1}: skipped a line longer than "
-                                         f"{self.max_line >> 20} MiB")
+                    self._too_long()
                     self.offset += carried
                     pieces, carried, skipping = [], 0, True
-                continue
-            base = self.offset - carried
-            if skipping:
-                cut = chunk.find(b"\n") + 1
-                self.offset += cut
-                self.line_no += 1
-                chunk, last_nl, base, skipping = chunk[cut:], last_nl - cut, self.offset, False
-            elif pieces:
-                pieces.append(chunk)
-                chunk = b"".join(pieces)
-                last_nl += carried
-                pieces, carried = [], 0
-                first_end = chunk.find(b"\n")
-                if first_end > self.max_line:
-                    self.warnings.append(f"{self.path}:{self.line_no + 1}: skipped a line longer than "
-                                         f"{self.max_line >> 20} MiB")
-                    self.line_no += 1
-                    self.offset = base + first_end + 1
-                    chunk, last_nl, base = chunk[first_end + 1:], last_nl - first_end - 1, self.offset
-            yield from self._lines(chunk, last_nl, base, markers)
-            self.line_no += chunk.count(b"\n", 0, last_nl + 1)
-            self.offset = base + last_nl + 1
-            tail = chunk[last_nl + 1:]
-            if tail:
-                pieces, carried = [tail], len(tail)
         self.pending = carried
+
+    def _too_long(self) -> None:
+        self.warnings.append(f"{self.path}:{self.line_no + 1}: skipped a line longer than {self.max_line >> 20} MiB")
 
     def _lines(self, chunk: bytes, last_nl: int, base: int, markers: tuple[bytes, ...] | None
                ) -> Iterator[tuple[int, bytes]]:
