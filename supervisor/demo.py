@@ -59,7 +59,7 @@ def run_demo(base: Config, directory: Path | None, wait: Callable[[list[str], fl
         sessions = []
         for task, prompt in TASKS.items():
             record = spawn(cfg, SpawnRequest(prompt=f"[ao-task:{task}] {prompt}", repo=str(repo),
-                                             headless=True, name=f"demo-{task}"))
+                                             runtime="headless", name=f"demo-{task}"))
             echo(f"spawned {record['session']} ({task}) in {record['workspace']}")
             sessions.append(record["session"])
         return wait(sessions, 120.0), ledger

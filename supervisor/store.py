@@ -46,7 +46,6 @@ COLUMNS = {
     "updated_at": "REAL NOT NULL",
     "ended_at": "REAL",
 }
-ENDED = ("done", "failed", "killed", "merged", "closed")
 
 
 def _create(path: Path) -> None:
@@ -148,10 +147,13 @@ def all_sessions() -> list[dict[str, Any]]:
         return [_row(r) for r in con.execute("SELECT * FROM sessions ORDER BY started_at")]
 
 
+def is_live(record: dict[str, Any]) -> bool:
+    """Started or waiting to start, and not yet ended (a session can end as pr_open)."""
+    return record.get("ended_at") is None
+
+
 def count_running() -> int:
     with connect() as con:
-        marks = ", ".join("?" for _ in ENDED)
         row = con.execute(
-            f"SELECT COUNT(*) FROM sessions WHERE status NOT IN ({marks}) AND status != 'queued'",
-            ENDED).fetchone()
+            "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL AND status != 'queued'").fetchone()
     return int(row[0])

@@ -111,6 +111,20 @@ def exec_argv(codex: str, spec: LaunchSpec, prompt: str, resume_thread: str | No
     return argv
 
 
+def tui_argv(codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None = None) -> list[str]:
+    """The interactive codex command; the workspace is pre-trusted so no trust screen blocks it."""
+    argv = [codex] + (["resume"] if resume_thread else [])
+    argv += policy_flags(spec.approval, spec.sandbox, interactive=True)
+    argv += ["-C", spec.workspace]
+    for pair in spec.overrides:
+        argv += ["-c", pair]
+    if resume_thread:
+        argv.append(resume_thread)
+    if prompt:
+        argv.append(prompt)
+    return argv
+
+
 def agent_env(session: str, project: str | None, issue: str | None,
               path: str | None = None) -> tuple[dict[str, str], list[str]]:
     """The variables ao sets for an agent, and the ones it removes; the rest is inherited.
@@ -128,7 +142,7 @@ def agent_env(session: str, project: str | None, issue: str | None,
         "AO_HOME": str(paths.ao_home()),
         "CODEX_DISABLE_UPDATE_CHECK": "1",
     }
-    unset = []
+    unset = ["AO_WRAPPER_ACTIVE"]  # a wrapper guard inherited from a parent shell must not reach the agent
     for key, value in (("AO_PROJECT_ID", project), ("AO_ISSUE_ID", issue)):
         if value:
             env[key] = value

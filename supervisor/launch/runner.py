@@ -1,11 +1,12 @@
-"""The detached supervisor of one headless session: runs `codex exec --json` and records what happens.
+"""The detached supervisor of one session: waits for a slot, runs codex, records what happens.
 
-Started by `ao spawn` in its own process session, so it outlives the command that started it.
+Started by `ao spawn` (and `ao resume`/`ao send`) in its own process session, so it outlives
+the command that started it. Headless: reads `codex exec --json` events. tmux: watches the
+tmux session and finds the thread's rollout.
 """
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -16,59 +17,65 @@ from typing import Any
 
 from supervisor import paths, store
 from supervisor.errors import FatalError
-from supervisor.launch import command
-from supervisor.observe import exec_events
-
-
-def _slot_lock() -> Any:
-    path = paths.ao_home() / "slots.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "w")
+from supervisor.launch import command, tmux
+from supervisor.observe import exec_events, locate
 
 
 def wait_for_slot(session: str, limit: int, poll: float = 0.25) -> None:
     """Queued sessions start in spawn order as running ones end; a file lock keeps the check atomic."""
+    lock_path = paths.ao_home() / "slots.lock"
     while True:
-        with _slot_lock() as lock:
+        with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             record = store.get(session)
             if record["status"] != "queued":
                 return
-            earlier = [s for s in store.all_sessions() if s["status"] == "queued" and s["started_at"] < record["started_at"]]
+            earlier = [s for s in store.all_sessions()
+                       if s["status"] == "queued" and s["started_at"] < record["started_at"]]
             if store.count_running() < limit and not earlier:
                 store.update(session, status="spawning")
                 return
         time.sleep(poll)
 
 
-def run(session: str) -> int:
-    record = store.get(session)
-    launch = record["launch"]
-    sdir = paths.session_dir(session)
-    sdir.mkdir(parents=True, exist_ok=True)
-    if record["status"] == "queued":
-        wait_for_slot(session, int(launch.get("max_concurrent") or 1))
-    env = command.apply_env(launch["env"], launch.get("unset") or [])
+def finish(session: str, code: int | None, failed: bool, error: str | None, extra: dict[str, Any]) -> str:
+    """Record the end of a run; a session `ao kill` already marked stays killed."""
+    current = store.get(session)["status"]
+    if current == "killed":
+        status = "killed"
+    elif code == 0 and not failed:
+        status = current if current in ("pr_open", "merged", "closed") else "done"
+    else:
+        status = "failed"
+    fields: dict[str, Any] = {"status": status, "exit_code": code, "activity": "exited",
+                              "ended_at": time.time(), "codex_pid": None, **extra}
+    if status == "failed":
+        fields["error"] = error or f"codex exited {code}"
+    store.update(session, **fields)
+    return status
+
+
+def _codex_home(env: dict[str, str]) -> Path:
+    return Path(env.get("CODEX_HOME") or paths.codex_home())
+
+
+def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> str:
+    launch, sdir = record["launch"], paths.session_dir(session)
     fold = exec_events.ExecFold(thread_id=record.get("thread_id"))
-    killed = {"flag": False}
+    killed = False
     with open(sdir / "exec.jsonl", "ab") as events_out, open(sdir / "codex.stderr.log", "ab") as err_out:
         try:
             child = subprocess.Popen(launch["argv"], cwd=record["workspace"], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=err_out)
         except OSError as exc:
-            store.update(session, status="failed", activity="exited", error=f"cannot start codex: {exc}",
-                         ended_at=time.time(), pid=None)
-            return 1
+            return finish(session, None, True, f"cannot start codex: {exc}", {})
 
-        def on_term(signum: int, _frame: Any) -> None:
-            killed["flag"] = True
-            try:
-                child.terminate()
-            except OSError:
-                pass
+        def on_term(_signum: int, _frame: Any) -> None:
+            nonlocal killed
+            killed = True
+            child.terminate()
 
         signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
         store.update(session, status="working", activity="active", codex_pid=child.pid, exit_code=None,
                      error=None, ended_at=None)
         assert child.stdout is not None
@@ -79,20 +86,44 @@ def run(session: str) -> int:
             if changes:
                 store.update(session, **changes)
         code = child.wait()
-    final: dict[str, Any] = {"exit_code": code, "activity": "exited", "ended_at": time.time(), "codex_pid": None}
-    if killed["flag"]:
-        final["status"] = "killed"
-    elif code == 0 and not fold.failed:
-        final["status"] = "done"
-    else:
-        final["status"] = "failed"
-        final["error"] = fold.error or _stderr_tail(sdir / "codex.stderr.log") or f"codex exited {code}"
+    extra: dict[str, Any] = {}
     if fold.thread_id and not record.get("rollout_path"):
-        rollout = exec_events.find_rollout(fold.thread_id, Path(env.get("CODEX_HOME") or paths.codex_home()))
+        rollout = locate.find_rollout(fold.thread_id, _codex_home(env), record["started_at"])
         if rollout:
-            final["rollout_path"] = str(rollout)
-    store.update(session, **final)
-    return 0 if final["status"] == "done" else 1
+            extra["rollout_path"] = str(rollout)
+    if killed:
+        store.update(session, status="killed")
+    error = fold.error or _stderr_tail(sdir / "codex.stderr.log")
+    return finish(session, code, fold.failed, error, extra)
+
+
+def run_tmux(session: str, record: dict[str, Any], env: dict[str, str], poll: float = 0.5) -> str:
+    launch = record["launch"]
+    pid = tmux.start(session, record["workspace"], launch["argv"], launch["env"], launch.get("unset") or [])
+    store.update(session, status="working", activity="active", codex_pid=pid, exit_code=None, error=None,
+                 ended_at=None)
+    thread = record.get("thread_id")
+    since = time.time() - 1
+    while tmux.alive(session):
+        if not thread:
+            found = locate.find_by_workspace(record["workspace"], since, _codex_home(env))
+            if found:
+                thread = found[0]
+                store.update(session, thread_id=found[0], rollout_path=str(found[1]))
+        time.sleep(poll)
+    code = tmux.exit_code(session)
+    return finish(session, code, False, None if code == 0 else f"codex exited {code}", {})
+
+
+def run(session: str) -> int:
+    record = store.get(session)
+    launch = record["launch"]
+    paths.session_dir(session).mkdir(parents=True, exist_ok=True)
+    if record["status"] == "queued":
+        wait_for_slot(session, int(launch.get("max_concurrent") or 1))
+    env = command.apply_env(launch["env"], launch.get("unset") or [])
+    runner = run_tmux if record["runtime"] == "tmux" else run_headless
+    return 0 if runner(session, store.get(session), env) == "done" else 1
 
 
 def _stderr_tail(path: Path) -> str:
@@ -107,15 +138,14 @@ def start_detached(session: str) -> int:
     """Fork the runner into its own process session; returns its pid."""
     sdir = paths.session_dir(session)
     sdir.mkdir(parents=True, exist_ok=True)
-    log = open(sdir / "runner.log", "ab")
     env = dict(os.environ)
     env["AO_HOME"] = str(paths.ao_home())
     pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.launch.runner", session],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                            start_new_session=True, close_fds=True)
-    log.close()
+    with open(sdir / "runner.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "supervisor.launch.runner", session],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True, close_fds=True)
     return proc.pid
 
 
@@ -126,7 +156,7 @@ def main() -> None:
     except FatalError as exc:
         print(f"ao runner: {exc}", file=sys.stderr)
         try:
-            store.update(session, status="failed", activity="exited", error=str(exc), ended_at=time.time())
+            finish(session, None, True, str(exc), {})
         except FatalError:
             pass
         code = 1

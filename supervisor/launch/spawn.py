@@ -1,4 +1,4 @@
-"""`ao spawn`: pick a workspace, build the codex launch, record the session, start its supervisor."""
+"""`ao spawn` and `ao resume`: pick a workspace, build the codex launch, record it, start its supervisor."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from typing import Any
 from supervisor import paths, store
 from supervisor.config import Config
 from supervisor.errors import FatalError
-from supervisor.launch import codex_bin, command, runner, workspace as ws
+from supervisor.launch import agents_md, codex_bin, command, runner, trust, workspace as ws, wrappers
 
 
 @dataclass
@@ -19,7 +19,7 @@ class SpawnRequest:
     workspace: str | None = None
     project: str | None = None
     issue: str | None = None
-    headless: bool = True
+    runtime: str = "headless"
     approval: str | None = None
     model: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -35,8 +35,9 @@ def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path,
         return path, None, ws.current_branch(path)
     project = cfg.project(req.project)
     repo_arg = req.repo or project.get("repo")
-    repo = ws.repo_root(Path(repo_arg).expanduser().resolve()) if repo_arg else None
-    if repo is None:
+    if repo_arg:
+        repo = ws.repo_root(Path(repo_arg).expanduser().resolve())
+    else:
         try:
             repo = ws.repo_root(Path.cwd())
         except FatalError:
@@ -48,14 +49,55 @@ def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path,
     return path, str(repo), branch
 
 
+def _instructions(cfg: Config, sdir: Path) -> tuple[str, str | None]:
+    agent = cfg.data["agent"]
+    text, file = agent.get("instructions") or "", agent.get("instructions_file")
+    if file:
+        file = str(Path(file).expanduser().resolve())
+        if not os.path.isfile(file):
+            raise FatalError(f"agent.instructions_file not found: {file}")
+    elif len(text) > command.INLINE_INSTRUCTIONS_LIMIT:
+        file = command.write_instructions_file(sdir, text)
+    return text, file
+
+
+def build_launch(cfg: Config, session: str, workspace: str, runtime: str, model: str, approval: str,
+                 cli_overrides: list[str], project: str | None, issue: str | None, prompt: str | None,
+                 resume_thread: str | None = None) -> dict[str, Any]:
+    data = cfg.data
+    wrappers.install()  # repairs edited or outdated wrappers before every launch
+    codex = str(codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"]))
+    sdir = paths.session_dir(session)
+    text, file = _instructions(cfg, sdir)
+    overrides = command.build_overrides(data, model, cli_overrides, text, file)
+    spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides)
+    env, unset = command.agent_env(session, project, issue)
+    if data["codex"]["home"] == "isolated":
+        env["CODEX_HOME"] = str(isolated_codex_home(session))
+    if runtime == "tmux":
+        trust.pre_trust(Path(env.get("CODEX_HOME") or paths.codex_home()), ws.trust_roots(Path(workspace)))
+        argv = command.tui_argv(codex, spec, prompt, resume_thread)
+    else:
+        argv = command.exec_argv(codex, spec, prompt or "", resume_thread)
+    return {"argv": argv, "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
+            "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
+
+
+def isolated_codex_home(session: str) -> Path:
+    """A per-session CODEX_HOME seeded with the user's auth.json and config.toml."""
+    home = paths.session_dir(session) / "codex-home"
+    home.mkdir(parents=True, exist_ok=True)
+    for name in ("auth.json", "config.toml"):
+        source = paths.codex_home() / name
+        if source.is_file() and not (home / name).exists():
+            paths.atomic_write(home / name, source.read_bytes(), mode=0o600)
+    return home
+
+
 def spawn(cfg: Config, req: SpawnRequest) -> dict[str, Any]:
     if not req.prompt.strip():
         raise FatalError("the prompt is empty; say what the agent should do")
-    if not req.headless:
-        raise FatalError("the tmux runtime is not available in this build; pass --headless "
-                         "or set `runtime: headless` in agent-orchestrator.yaml")
-    data = cfg.data
-    codex = codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"])
+    codex_bin.resolve(cfg.data["codex"]["binary"], cfg.data["codex"]["version"])  # fail before any side effect
     session = store.new_session_id()
     while store.find(session) is not None:
         session = store.new_session_id()
@@ -65,29 +107,44 @@ def spawn(cfg: Config, req: SpawnRequest) -> dict[str, Any]:
     except OSError as exc:
         raise FatalError(f"cannot create session dir {sdir}: {exc.strerror}") from None
     workspace, repo, branch = _pick_workspace(cfg, req, session)
-    model = req.model or data["agent"]["model"]
-    approval = req.approval or data["agent"]["approval"]
-    instructions = data["agent"].get("instructions") or ""
-    instructions_file = data["agent"].get("instructions_file")
-    if instructions_file:
-        instructions_file = str(Path(instructions_file).expanduser().resolve())
-        if not os.path.isfile(instructions_file):
-            raise FatalError(f"agent.instructions_file not found: {instructions_file}")
-    elif len(instructions) > command.INLINE_INSTRUCTIONS_LIMIT:
-        instructions_file = command.write_instructions_file(sdir, instructions)
-    overrides = command.build_overrides(data, model, req.overrides, instructions, instructions_file)
-    spec = command.LaunchSpec(str(workspace), model, approval, data["agent"]["sandbox"], overrides)
-    env, unset = command.agent_env(session, req.project, req.issue)
-    argv = command.exec_argv(str(codex), spec, req.prompt)
-    limit = int(data["max_concurrent"])
-    status = "queued" if store.count_running() >= limit else "spawning"
+    rules = cfg.project(req.project).get("rules")
+    agents_md.install(workspace, session, rules)
+    model = req.model or cfg.data["agent"]["model"]
+    approval = req.approval or cfg.data["agent"]["approval"]
+    launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
+                          req.project, req.issue, req.prompt)
+    status = "queued" if store.count_running() >= launch["max_concurrent"] else "spawning"
     store.insert({
         "session": session, "name": req.name, "project": req.project, "issue": req.issue,
-        "repo": repo, "workspace": str(workspace), "runtime": "headless", "status": status,
-        "activity": None, "branch": branch, "model": model, "prompt": req.prompt,
-        "launch": {"argv": argv, "env": env, "unset": unset, "codex": str(codex), "overrides": overrides,
-                   "approval": approval, "sandbox": spec.sandbox, "max_concurrent": limit},
+        "repo": repo, "workspace": str(workspace), "runtime": req.runtime, "status": status,
+        "activity": None, "branch": branch, "model": model, "prompt": req.prompt, "launch": launch,
     })
-    pid = runner.start_detached(session)
-    store.update(session, pid=pid)
+    store.update(session, pid=runner.start_detached(session))
     return store.get(session)
+
+
+def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) -> dict[str, Any]:
+    """Continue a codex thread in its workspace with the same policy, instructions and wrappers."""
+    record = store.find(target)
+    if record is None:
+        raise FatalError(f"unknown thread or session {target!r}; `ao status` lists ao's sessions")
+    if store.is_live(record):
+        raise FatalError(f"session {record['session']} is still {record['status']}; "
+                         "use `ao send` to talk to it or `ao kill` first")
+    if not record.get("thread_id"):
+        raise FatalError(f"session {record['session']} never started a codex thread, so there is nothing to resume")
+    runtime = runtime or record["runtime"]
+    if runtime == "headless" and not prompt:
+        raise FatalError("a headless resume needs a PROMPT to send")
+    old = record["launch"]
+    launch = build_launch(cfg, record["session"], record["workspace"], runtime, record["model"],
+                          old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
+                          record.get("project"), record.get("issue"), prompt, record["thread_id"])
+    if "CODEX_HOME" in old.get("env", {}):
+        launch["env"]["CODEX_HOME"] = old["env"]["CODEX_HOME"]
+    rules = cfg.project(record.get("project")).get("rules") if record.get("project") else None
+    agents_md.install(Path(record["workspace"]), record["session"], rules)
+    store.update(record["session"], status="spawning", runtime=runtime, launch=launch, activity=None,
+                 exit_code=None, error=None, ended_at=None)
+    store.update(record["session"], pid=runner.start_detached(record["session"]))
+    return store.get(record["session"])

@@ -46,3 +46,14 @@ def current_branch(workspace: Path) -> str | None:
     proc = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace)
     name = proc.stdout.strip()
     return name if proc.returncode == 0 and name and name != "HEAD" else None
+
+
+def trust_roots(workspace: Path) -> list[str]:
+    """codex applies folder trust to a worktree's main repository, so trust both."""
+    roots = [str(workspace)]
+    proc = _git(["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=workspace)
+    if proc.returncode == 0 and proc.stdout.strip():
+        main = str(Path(proc.stdout.strip()).parent)
+        if main not in roots:
+            roots.append(main)
+    return roots

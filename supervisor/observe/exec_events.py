@@ -1,8 +1,6 @@
 """Fold `codex exec --json` events into session fields: thread id, running usage, failure."""
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -45,16 +43,3 @@ class ExecFold:
         if kind == "error":
             self.error = str(event.get("message"))[:2000]
         return {}
-
-
-def find_rollout(thread_id: str, codex_home: Path) -> Path | None:
-    """Look in the date folders around now first, then the whole tree once."""
-    sessions = codex_home / "sessions"
-    today = dt.datetime.now()
-    for day in (today, today - dt.timedelta(days=1), today + dt.timedelta(days=1)):
-        folder = sessions / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
-        hits = sorted(folder.glob(f"rollout-*{thread_id}.jsonl*"))
-        if hits:
-            return hits[0]
-    hits = sorted(sessions.glob(f"*/*/*/rollout-*{thread_id}.jsonl*"))
-    return hits[0] if hits else None

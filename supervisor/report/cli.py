@@ -13,7 +13,7 @@ import psutil
 
 from supervisor import __version__, config as config_mod, paths, store
 from supervisor.errors import FatalError
-from supervisor.observe import pricing
+from supervisor.observe import events, pricing
 from supervisor.report import views
 
 
@@ -52,15 +52,33 @@ def main() -> None:
     cli(prog_name="ao")
 
 
+def _register() -> None:
+    from supervisor.report.cmd_wrappers import wrappers
+    cli.add_command(wrappers)
+
+
 # --- sessions -----------------------------------------------------------------------------------
 
+def fold_events(record: dict[str, Any]) -> dict[str, Any]:
+    """Fold the wrappers' branch and PR events into the record; a failed or killed run keeps that status."""
+    fields = events.fold(events.read_events(record["session"]))
+    if record["status"] in ("failed", "killed", "queued", "spawning"):
+        fields.pop("status", None)
+    changed = {k: v for k, v in fields.items() if record.get(k) != v}
+    if changed:
+        store.update(record["session"], **changed)
+        record = {**record, **changed}
+    return record
+
+
 def refresh(record: dict[str, Any]) -> dict[str, Any]:
-    """A session whose supervisor died without recording an end is marked failed, not left working."""
-    if record["status"] in store.ENDED or not record.get("pid"):
+    """Fold wrapper events; a session whose supervisor died without recording an end is marked failed."""
+    record = fold_events(record)
+    if not store.is_live(record) or not record.get("pid"):
         return record
     if not psutil.pid_exists(record["pid"]) or _is_zombie(record["pid"]):
         fresh = store.get(record["session"])  # the runner may have finished between the two reads
-        if fresh["status"] in store.ENDED:
+        if not store.is_live(fresh):
             return fresh
         store.update(record["session"], status="failed", activity="exited", ended_at=time.time(),
                      error="the session's supervisor process died before codex finished")
@@ -82,7 +100,7 @@ def wait_sessions(sessions: list[str], timeout: float) -> list[dict[str, Any]]:
     while pending:
         for session in list(pending):
             record = refresh(store.get(session))
-            if record["status"] in store.ENDED:
+            if not store.is_live(record):
                 done[session] = record
                 pending.remove(session)
         if pending:
@@ -97,7 +115,8 @@ def wait_sessions(sessions: list[str], timeout: float) -> list[dict[str, Any]]:
 @click.option("--workspace", type=str, help="Run in this directory as it is.")
 @click.option("--project", type=str, help="Project name from the config.")
 @click.option("--issue", type=str, help="Issue id, passed to the agent as AO_ISSUE_ID.")
-@click.option("--headless", is_flag=True, help="Run `codex exec --json` (no tmux).")
+@click.option("--headless", "runtime", flag_value="headless", help="Run `codex exec --json` (no tmux).")
+@click.option("--tmux", "runtime", flag_value="tmux", help="Run the codex TUI in tmux.")
 @click.option("--approval", type=click.Choice(config_mod.APPROVALS), help="Approval policy.")
 @click.option("--model", type=str, help="Model name.")
 @click.option("-c", "overrides", multiple=True, metavar="KEY=VALUE", help="Extra codex -c override.")
@@ -106,7 +125,7 @@ def wait_sessions(sessions: list[str], timeout: float) -> list[dict[str, Any]]:
 @click.argument("prompt")
 @click.pass_context
 def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
-          headless: bool, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
+          runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
           as_json: bool, prompt: str) -> None:
     """Start a codex agent on PROMPT in its own workspace."""
     from supervisor.launch.spawn import SpawnRequest, spawn as do_spawn
@@ -114,7 +133,7 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
         raise FatalError("pass either --repo or --workspace, not both")
     cfg = _cfg(ctx)
     req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
-                       headless=headless or cfg.data["runtime"] == "headless", approval=approval, model=model,
+                       runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
                        overrides=list(overrides), name=name)
     record = do_spawn(cfg, req)
     if as_json:
@@ -130,9 +149,9 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
 def wait(sessions: tuple[str, ...], timeout: float) -> None:
     """Block until each SESSION's run has ended; non-zero on timeout or failure."""
     records = wait_sessions(list(sessions), timeout)
-    failed = [r for r in records if r["status"] != "done"]
+    failed = [r for r in records if r["status"] in ("failed", "killed")]
     for r in records:
-        click.echo(f"{r['session']} {r['status']}" + (f": {r['error']}" if r.get("error") and r["status"] != "done" else ""))
+        click.echo(f"{r['session']} {r['status']}" + (f": {r['error']}" if r.get("error") and r in failed else ""))
     if failed:
         sys.exit(1)
 
@@ -184,6 +203,68 @@ def cost(ctx: click.Context, as_json: bool) -> None:
     click.echo(views.cost_table(report["rows"], report["totals"]))
     for model in report["unpriced_models"]:
         click.echo(f"warning: no price known for model {model!r}; counted as $0. Add it under `pricing:`.", err=True)
+
+
+@cli.command()
+@click.argument("session")
+def kill(session: str) -> None:
+    """End SESSION's process tree and tmux session; keeps the worktree and all records."""
+    from supervisor.launch import lifecycle
+    record = lifecycle.kill(session)
+    click.echo(f"{record['session']} killed")
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--force", is_flag=True, help="Remove even with uncommitted changes.")
+def rm(session: str, force: bool) -> None:
+    """Remove SESSION's worktree (records stay)."""
+    from supervisor.launch import lifecycle
+    click.echo(f"removed {lifecycle.remove(session, force)}")
+
+
+@cli.command()
+@click.argument("session")
+@click.argument("message")
+@click.pass_context
+def send(ctx: click.Context, session: str, message: str) -> None:
+    """Send MESSAGE to SESSION: typed into its TUI, or a `codex exec resume` turn when headless."""
+    from supervisor.launch import lifecycle
+    from supervisor.launch.spawn import resume as do_resume
+    record = refresh(store.get(session))
+    if record["runtime"] == "tmux" and store.is_live(record):
+        lifecycle.send_tmux(record, message)
+        click.echo(f"delivered to {record['session']}")
+    elif store.is_live(record):
+        raise FatalError(f"headless session {record['session']} is still working; `ao wait` for it, then send")
+    else:
+        record = do_resume(_cfg(ctx), record["session"], message, "headless" if record["runtime"] == "headless" else None)
+        click.echo(f"{record['session']} resumed with the message")
+
+
+@cli.command()
+@click.argument("session")
+def attach(session: str) -> None:
+    """Attach your terminal to SESSION's tmux session."""
+    from supervisor.launch import tmux
+    tmux.attach(store.get(session)["session"])
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("prompt", required=False)
+@click.option("--headless", "runtime", flag_value="headless", help="Resume with `codex exec resume`.")
+@click.option("--tmux", "runtime", flag_value="tmux", help="Resume the TUI in tmux.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def resume(ctx: click.Context, target: str, prompt: str | None, runtime: str | None, as_json: bool) -> None:
+    """Continue the codex thread of TARGET (a session or thread id) in its workspace."""
+    from supervisor.launch.spawn import resume as do_resume
+    record = do_resume(_cfg(ctx), target, prompt, runtime)
+    if as_json:
+        _print_json({"session": record["session"], "thread_id": record["thread_id"], "runtime": record["runtime"]})
+    else:
+        click.echo(f"{record['session']} resuming thread {record['thread_id']} ({record['runtime']})")
 
 
 # --- doctor, config -------------------------------------------------------------------------------
@@ -293,3 +374,6 @@ def demo(ctx: click.Context, directory: str | None) -> None:
     click.echo(f"\nthe scripted model served {served:,} tokens; ao counted {report['totals']['tokens']['total']:,}")
     if any(r["status"] != "done" for r in records):
         sys.exit(1)
+
+
+_register()

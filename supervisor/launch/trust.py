@@ -1,0 +1,30 @@
+"""Pre-trust workspaces in codex's config.toml so the TUI's "Trust this folder?" screen never blocks a spawn.
+
+codex ignores `-c projects."<dir>".trust_level=...` for git repositories (measured on 0.169.0) and
+applies trust to a worktree's main repository, so ao writes the entries codex itself would write.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+from pathlib import Path
+
+from supervisor import paths
+from supervisor.errors import FatalError
+
+
+def pre_trust(codex_home: Path, dirs: list[str]) -> list[str]:
+    """Append `[projects."<dir>"] trust_level = "trusted"` for each dir not yet listed; returns those added."""
+    config = codex_home / "config.toml"
+    try:
+        codex_home.mkdir(parents=True, exist_ok=True)
+        with open(codex_home / ".ao-trust.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            text = config.read_text() if config.exists() else ""
+            added = [d for d in dirs if f"[projects.{json.dumps(d)}]" not in text]
+            if added:
+                block = "".join(f'\n[projects.{json.dumps(d)}]\ntrust_level = "trusted"\n' for d in added)
+                paths.atomic_write(config, text + ("\n" if text and not text.endswith("\n") else "") + block)
+    except OSError as exc:
+        raise FatalError(f"cannot pre-trust the workspace in {config}: {exc.strerror}") from None
+    return added

@@ -1,0 +1,38 @@
+"""`ao wrappers status|install`: the git/gh PATH wrappers in ao's bin dir."""
+from __future__ import annotations
+
+import json
+
+import click
+from tabulate import tabulate
+
+from supervisor.launch import wrappers as wrappers_mod
+
+
+@click.group("wrappers")
+def wrappers() -> None:
+    """The git and gh wrappers ao puts first on every agent's PATH."""
+
+
+@wrappers.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of {name, path, state, version, action}.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Compare the installed wrappers with this version's; exit 1 unless all are ok."""
+    states = wrappers_mod.status()
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in states], indent=2))
+    else:
+        click.echo(tabulate([(s.name, s.state, s.version if s.version is not None else "-", str(s.path))
+                             for s in states], headers=("file", "state", "version", "path")))
+        if any(s.state != "ok" for s in states):
+            click.echo("run `ao wrappers install` to repair", err=True)
+    ctx.exit(0 if all(s.state == "ok" for s in states) else 1)
+
+
+@wrappers.command("install")
+def install_cmd() -> None:
+    """Write missing or differing wrappers and remove ones this version no longer ships."""
+    for s in wrappers_mod.install():
+        verb = {"written": "wrote", "removed": "removed"}.get(s.action or "", "kept")
+        click.echo(f"{verb:7} {s.name} ({s.state}) {s.path}")

@@ -1,0 +1,156 @@
+"""Launch with the real codex: tmux and headless runtimes, send, resume, kill, queueing, AGENTS.md."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from supervisor import store
+from supervisor.launch import agents_md, tmux
+from supervisor.model.server import read_ledger
+
+SCRIPT = """
+tasks:
+  two:
+    steps:
+      - run: echo first > first.txt
+        usage: {input: 1100, cached_input: 100, output: 30, reasoning: 5}
+      - say: first turn done
+        usage: {input: 1200, cached_input: 1100, output: 20, reasoning: 0}
+    followup:
+      - run: echo second > second.txt
+        usage: {input: 1300, cached_input: 1200, output: 25, reasoning: 4}
+      - say: second turn done
+        usage: {input: 1400, cached_input: 1300, output: 15, reasoning: 0}
+  slow:
+    steps:
+      - run: sleep 60
+      - say: never reached
+  quick:
+    steps:
+      - say: ok
+        usage: {input: 500, cached_input: 0, output: 5, reasoning: 0}
+"""
+
+
+def wait_for(predicate, timeout=60.0, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def status_of(ao, session):
+    out = ao("status", session, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def ledger_totals(path: Path) -> dict[str, int]:
+    entries = read_ledger(path)
+    return {k: sum(e["usage"][k] for e in entries) for k in ("input", "cached_input", "output", "reasoning")}
+
+
+def test_headless_resume_keeps_session_and_rollout(ao, codex, scripted_model, config_for, sample_repo, tmp_path):
+    config_for(scripted_model(SCRIPT))
+    session = json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json", "[ao-task:two] go").stdout)["session"]
+    assert ao("wait", session, "--timeout", "120").returncode == 0
+    first = status_of(ao, session)
+    out = ao("resume", session, "and now the second part", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["session"] == session
+    assert ao("wait", session, "--timeout", "120").returncode == 0
+    second = status_of(ao, session)
+    assert second["thread_id"] == first["thread_id"] and second["rollout_path"] == first["rollout_path"]
+    assert (Path(second["workspace"]) / "second.txt").read_text() == "second\n"
+    totals = ledger_totals(tmp_path / "ledger-0.jsonl")
+    assert {k: second["tokens"][k] for k in totals} == totals
+    unknown = ao("resume", "no-such-thread", "x")
+    assert unknown.returncode == 1 and "unknown thread or session 'no-such-thread'" in unknown.stderr
+
+
+def test_kill_headless_ends_the_tree_and_keeps_records(ao, codex, scripted_model, config_for, sample_repo):
+    config_for(scripted_model(SCRIPT))
+    session = json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json", "[ao-task:slow] go").stdout)["session"]
+    # wait until the agent's `sleep 60` runs under codex
+    def sleeping():
+        record = store.get(session)
+        if not record.get("codex_pid"):
+            return None
+        try:
+            kids = psutil.Process(record["codex_pid"]).children(recursive=True)
+        except psutil.Error:
+            return None
+        return [k for k in kids if "sleep" in " ".join(k.cmdline())] and record
+    record = wait_for(sleeping)
+    tree = [psutil.Process(record["codex_pid"]), *psutil.Process(record["codex_pid"]).children(recursive=True)]
+    assert ao("kill", session).returncode == 0
+    for proc in tree + [psutil.Process(record["pid"])] if psutil.pid_exists(record["pid"]) else tree:
+        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    status = status_of(ao, session)
+    assert status["status"] == "killed" and status["activity"] == "exited"
+    assert Path(status["workspace"]).is_dir()
+    again = ao("kill", session)
+    assert again.returncode == 1 and "is not running" in again.stderr
+
+
+def test_max_concurrent_queues_then_runs_all(ao, codex, scripted_model, config_for, sample_repo):
+    config_for(scripted_model(SCRIPT), "max_concurrent: 1\n")
+    spawn = lambda task: json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json",
+                                       f"[ao-task:{task}] go").stdout)
+    blocker = spawn("slow")
+    queued = [spawn("quick") for _ in range(2)]
+    assert [s["status"] for s in queued] == ["queued", "queued"]
+    time.sleep(1.5)
+    assert [status_of(ao, s["session"])["status"] for s in queued] == ["queued", "queued"]
+    assert ao("kill", blocker["session"]).returncode == 0
+    assert ao("wait", *[s["session"] for s in queued], "--timeout", "120").returncode == 0
+    assert [status_of(ao, s["session"])["status"] for s in queued] == ["done", "done"]
+
+
+def test_tmux_spawn_send_kill(ao, codex, scripted_model, config_for, sample_repo, tmp_path):
+    config_for(scripted_model(SCRIPT))
+    out = ao("spawn", "--tmux", "--repo", str(sample_repo), "--json", "[ao-task:two] go")
+    assert out.returncode == 0, out.stderr
+    session = json.loads(out.stdout)["session"]
+    workspace = Path(json.loads(out.stdout)["workspace"])
+    wait_for(lambda: (workspace / "first.txt").exists() and store.get(session).get("rollout_path"))
+    message = "a follow-up\nthat spans two lines"
+    sent = ao("send", session, message)
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: (workspace / "second.txt").exists())
+    rollout = Path(store.get(session)["rollout_path"]).read_text()
+    assert json.dumps(message)[1:-1] in rollout
+    record = store.get(session)
+    pane = psutil.Process(record["codex_pid"])
+    tree = [pane, *pane.children(recursive=True)]
+    assert ao("kill", session).returncode == 0
+    assert not tmux.alive(session)
+    gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert not alive
+    assert status_of(ao, session)["status"] == "killed"
+
+
+def test_agents_md_section_is_replaced_not_duplicated(tmp_path, sample_repo):
+    created = agents_md.install(sample_repo, "s1", "Always run tests.")
+    assert created
+    first = (sample_repo / "AGENTS.md").read_text()
+    assert first.count(agents_md.BEGIN) == 1 and "Always run tests." in first and "s1" in first
+    agents_md.install(sample_repo, "s1", "New rule.")
+    again = (sample_repo / "AGENTS.md").read_text()
+    assert again.count(agents_md.BEGIN) == 1 and "New rule." in again and "Always run tests." not in again
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=sample_repo, capture_output=True, text=True).stdout
+    assert "AGENTS.md" not in status  # kept out of the agent's commits
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "AGENTS.md").write_text("# House rules\n\nBe kind.\n")
+    assert not agents_md.install(own, "s2", None)
+    text = (own / "AGENTS.md").read_text()
+    assert text.startswith("# House rules\n\nBe kind.\n") and text.count(agents_md.BEGIN) == 1
