@@ -154,3 +154,16 @@ def test_agents_md_section_is_replaced_not_duplicated(tmp_path, sample_repo):
     assert not agents_md.install(own, "s2", None)
     text = (own / "AGENTS.md").read_text()
     assert text.startswith("# House rules\n\nBe kind.\n") and text.count(agents_md.BEGIN) == 1
+
+
+def test_isolated_codex_home_keeps_the_users_codex_untouched(ao, codex, scripted_model, config_for, sample_repo,
+                                                             isolated_home):
+    (isolated_home / ".codex" / "config.toml").write_text('model_verbosity = "low"\n')
+    config_for(scripted_model(SCRIPT), "codex:\n  home: isolated\n")
+    session = json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json", "[ao-task:quick] go").stdout)["session"]
+    assert ao("wait", session, "--timeout", "120").returncode == 0
+    row = status_of(ao, session)
+    own_home = isolated_home / ".agent-orchestrator" / "sessions" / session / "codex-home"
+    assert row["rollout_path"].startswith(str(own_home / "sessions"))
+    assert (own_home / "config.toml").read_text() == 'model_verbosity = "low"\n'
+    assert not (isolated_home / ".codex" / "sessions").exists()
