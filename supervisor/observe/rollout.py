@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -47,6 +47,8 @@ class RolloutTail:
         self.compressed = self.path.endswith(".zst")
         self.warnings: list[str] = []
         self.pending = 0  # bytes of an incomplete last line left for the next read
+        self._fast: Callable[[bytes, int], Iterable[tuple[int, int]]] = lambda chunk, end: ()
+        self._where: tuple[bytes, int, int] = (b"", 0, 0)
 
     def state(self) -> dict[str, Any]:
         return {"offset": self.offset, "line_no": self.line_no, "inode": self.inode, "dev": self.dev,
@@ -152,7 +154,13 @@ class RolloutTail:
             last_nl = chunk.rfind(b"\n")
             if last_nl >= 0:
                 base = self.offset
-                yield from self._lines(chunk, last_nl, base, markers)
+                if markers is _FAST:
+                    line_base = self.line_no
+                    for start, end in self._fast(chunk, last_nl):
+                        self._where = (chunk, start, line_base)
+                        yield 0, chunk[start:end]
+                else:
+                    yield from self._lines(chunk, last_nl, base, markers)
                 self.line_no += chunk.count(b"\n", 0, last_nl + 1)
                 self.offset = base + last_nl + 1
             rest = chunk[last_nl + 1:]
@@ -176,19 +184,40 @@ class RolloutTail:
                 if line.strip():
                     yield n, line
             return
-        starts: set[int] = set()
+        counted, counted_at = self.line_no, 0
+        for start, end in self._marked(chunk, last_nl, markers):
+            counted += chunk.count(b"\n", counted_at, start)
+            counted_at = start
+            yield counted + 1, chunk[start:end]
+
+    def _marked(self, chunk: bytes, last_nl: int, markers: tuple[bytes, ...]) -> list[tuple[int, int]]:
+        spans: dict[int, int] = {}
         for marker in markers:
             pos = chunk.find(marker, 0, last_nl)
             while pos >= 0:
                 start = chunk.rfind(b"\n", 0, pos) + 1
-                starts.add(start)
                 end = chunk.find(b"\n", pos)
+                spans[start] = end
                 pos = chunk.find(marker, end, last_nl)
-        counted, counted_at = self.line_no, 0
-        for start in sorted(starts):
-            counted += chunk.count(b"\n", counted_at, start)
-            counted_at = start
-            yield counted + 1, chunk[start:chunk.find(b"\n", start)]
+        return sorted(spans.items())
+
+    def fast_lines(self, spans: Callable[[bytes, int], Iterable[tuple[int, int]]]) -> Iterator[bytes]:
+        """Raw lines chosen by `spans(chunk, last_newline)` -> sorted (start, end) of whole lines.
+
+        The selector sees each chunk of complete lines once, so it can narrow what it looks for as
+        it learns about the file. No line numbers are counted; `line_number()` gives one on demand.
+        """
+        self._fast = spans
+        for _, raw in self.raw_lines(_FAST):
+            yield raw
+
+    def line_number(self) -> int:
+        """The line number of the line `fast_lines` yielded last."""
+        chunk, start, base = self._where
+        return base + chunk.count(b"\n", 0, start) + 1
+
+
+_FAST: tuple[bytes, ...] = (b"\0fast-lines",)  # a sentinel: lines are chosen by RolloutTail._fast
 
 
 def read_lines(path: str | os.PathLike[str], warnings: list[str] | None = None) -> Iterator[tuple[int, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +52,10 @@ def main() -> None:
 
 
 def _register() -> None:
+    from supervisor.report.cmd_cost import cost, receipts
     from supervisor.report.cmd_wrappers import wrappers
-    cli.add_command(wrappers)
+    for command in (cost, receipts, wrappers):
+        cli.add_command(command)
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -162,9 +163,7 @@ def wait(sessions: tuple[str, ...], timeout: float) -> None:
 @click.pass_context
 def status(ctx: click.Context, session: str | None, as_json: bool) -> None:
     """Show sessions: status, activity, branch, PR, tokens and cost."""
-    table = pricing.load_table(_cfg(ctx).data.get("pricing"))
-    records = [store.get(session)] if session else store.all_sessions()
-    rows = [views.status_row(refresh(r), table) for r in records]
+    rows = status_rows(ctx, [store.get(session)] if session else store.all_sessions())
     if as_json:
         _print_json(rows[0] if session else rows)
     elif not rows:
@@ -173,36 +172,20 @@ def status(ctx: click.Context, session: str | None, as_json: bool) -> None:
         click.echo(views.status_table(rows))
 
 
-def session_cost_rows(records: list[dict[str, Any]], table: dict[str, pricing.Price]) -> dict[str, Any]:
-    rows, totals, total_cost = [], {"input": 0, "cached_input": 0, "output": 0, "reasoning": 0, "total": 0}, Decimal(0)
-    unknown = set()
-    for r in records:
-        t = views.tokens_of(r)
-        c = views.session_cost(r, table)
-        if r.get("model") and pricing.lookup(table, r["model"]) is None:
-            unknown.add(r["model"])
-        rows.append({"key": r["session"], "tokens": t, "cost_usd": views.money(c),
-                     "models": [r["model"]] if r.get("model") else []})
-        for k in totals:
-            totals[k] += t[k]
-        total_cost += c
-    return {"rows": rows, "totals": {"tokens": totals, "cost_usd": views.money(total_cost)},
-            "unpriced_models": sorted(unknown)}
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def cost(ctx: click.Context, as_json: bool) -> None:
-    """Tokens and cost per ao session."""
+def status_rows(ctx: click.Context, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Contract rows with exact tokens and cost from each session's rollout (stored columns until one exists)."""
+    from supervisor.report.cmd_cost import sessions_usage
     table = pricing.load_table(_cfg(ctx).data.get("pricing"))
-    report = session_cost_rows([refresh(r) for r in store.all_sessions()], table)
-    if as_json:
-        _print_json(report)
-        return
-    click.echo(views.cost_table(report["rows"], report["totals"]))
-    for model in report["unpriced_models"]:
-        click.echo(f"warning: no price known for model {model!r}; counted as $0. Add it under `pricing:`.", err=True)
+    records = [refresh(r) for r in records]
+    usage = sessions_usage(records, table)
+    rows = []
+    for record in records:
+        row = views.status_row(record, table)
+        if record["session"] in usage:
+            tokens, cost, _models = usage[record["session"]]
+            row["tokens"], row["cost_usd"] = dict(tokens), views.money(cost)
+        rows.append(row)
+    return rows
 
 
 @cli.command()
@@ -362,13 +345,15 @@ def demo(ctx: click.Context, directory: str | None) -> None:
     """Three agents on the built-in scripted model, in parallel worktrees; then status and cost."""
     from supervisor.demo import run_demo
     from supervisor.model.server import read_ledger
+    from supervisor.report.cmd_cost import build_report, session_entries
     cfg = _cfg(ctx)
     records, ledger = run_demo(cfg, Path(directory) if directory else None, wait_sessions, click.echo)
     table = pricing.load_table(cfg.data.get("pricing"))
     click.echo("")
-    click.echo(views.status_table([views.status_row(r, table) for r in records]))
+    click.echo(views.status_table(status_rows(ctx, records)))
     click.echo("")
-    report = session_cost_rows(records, table)
+    entries, warnings = session_entries(records)
+    report = build_report(entries, "session", None, None, None, table, warnings)
     click.echo(views.cost_table(report["rows"], report["totals"]))
     served = sum(entry["usage"]["total"] for entry in read_ledger(ledger))
     click.echo(f"\nthe scripted model served {served:,} tokens; ao counted {report['totals']['tokens']['total']:,}")

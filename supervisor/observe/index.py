@@ -1,0 +1,414 @@
+"""A rebuildable SQLite index of rollout usage under $AO_HOME, so repeated reports only stat files.
+
+Per file it keeps size, mtime, inode, the read offset, the fold state and partial sums per model and
+UTC quarter hour; plus every response id counted, so a response repeated in another file counts once.
+Deleting the database loses nothing: the next run reads the rollouts again.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from supervisor import paths
+from supervisor.errors import FatalError
+from supervisor.observe import rollout, usage
+
+SCHEMA_VERSION = 1
+MAX_FILE_WARNINGS = 20
+BATCH = 20_000
+THREAD_IN_NAME = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl(?:\.zst)?$")
+SCHEMA = f"""
+CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL, line_no INTEGER NOT NULL,
+    head BLOB, fold BLOB, thread_id TEXT, cwd TEXT, duplicates INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 0, warnings TEXT);
+CREATE TABLE sums (path TEXT NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL,
+    input INTEGER NOT NULL, cached_input INTEGER NOT NULL, output INTEGER NOT NULL,
+    reasoning INTEGER NOT NULL, responses INTEGER NOT NULL, PRIMARY KEY (path, model, bucket)) WITHOUT ROWID;
+CREATE TABLE seen (response_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX seen_path ON seen(path);
+CREATE INDEX files_thread ON files(thread_id);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+def index_path() -> Path:
+    return paths.ao_home() / "index.db"
+
+
+@dataclass
+class FileUsage:
+    """What the index knows of one file, for reports."""
+    path: str
+    thread_id: str | None
+    cwd: str | None
+    sums: list[tuple[str, str, dict[str, int]]]   # (model, bucket, tokens)
+
+
+@dataclass
+class Refresh:
+    files: dict[str, FileUsage] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    read_files: int = 0       # files whose new bytes were read this time
+    read_bytes: int = 0
+    resets: int = 0
+
+
+def _create(path: Path) -> None:
+    """Build the schema in a temp file and move it into place, so ^C never leaves half a DB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".index.db.", dir=path.parent)
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        con.executescript(SCHEMA)
+        con.commit()
+        con.close()
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def connect() -> sqlite3.Connection:
+    path = index_path()
+    try:
+        if not path.exists():
+            _create(path)
+        con = sqlite3.connect(path, timeout=60, isolation_level=None)
+        if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            con.close()
+            for suffix in ("", "-wal", "-shm"):  # an index from another version: rebuild it
+                Path(str(path) + suffix).unlink(missing_ok=True)
+            _create(path)
+            con = sqlite3.connect(path, timeout=60, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+    except (OSError, sqlite3.Error) as exc:
+        raise FatalError(f"cannot open the usage index {path}: {exc}; deleting it is safe") from None
+
+
+def discover(codex_home: Path) -> list[str]:
+    """Every rollout under sessions/ and archived_sessions/, in a stable order."""
+    found: list[str] = []
+    for root in (codex_home / "sessions", codex_home / "archived_sessions"):
+        stack = [str(root)]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.name.startswith("rollout-") and (entry.name.endswith(".jsonl")
+                                                             or entry.name.endswith(".jsonl.zst")):
+                    found.append(entry.path)
+    return sorted(found)
+
+
+def thread_of_name(path: str) -> str | None:
+    match = THREAD_IN_NAME.search(path)
+    return match.group(1) if match else None
+
+
+class _Parents:
+    """Finds a fork's parent total: the last token_count before the fork point in the parent's rollout."""
+
+    def __init__(self, con: sqlite3.Connection, candidates: Iterable[str]) -> None:
+        self.con = con
+        self.by_thread = {t: p for p in candidates if (t := thread_of_name(p))}
+
+    def __call__(self, thread_id: str, end_offset: int | None) -> usage.Totals | None:
+        path = self.by_thread.get(thread_id)
+        if path is None:
+            row = self.con.execute("SELECT path FROM files WHERE thread_id = ?", (thread_id,)).fetchone()
+            path = row[0] if row else None
+        if path is None or not os.path.exists(path):
+            return None
+        if path.endswith(".zst"):
+            return _last_total_zst(path, end_offset)
+        return _last_total(path, end_offset)
+
+
+def _last_total(path: str, end: int | None, block: int = 1 << 20) -> usage.Totals | None:
+    """Scan backwards from `end` for the newest token_count line with a total."""
+    with open(path, "rb") as fh:
+        pos = fh.seek(0, os.SEEK_END) if end is None else end
+        tail = b""
+        while pos > 0:
+            start = max(pos - block, 0)
+            fh.seek(start)
+            data = fh.read(pos - start) + tail
+            lines = data.split(b"\n")
+            tail = lines[0] if start > 0 else b""
+            for line in reversed(lines[1:] if start > 0 else lines):
+                found = _total_of(line)
+                if found is not None:
+                    return found
+            pos = start
+    return None
+
+
+def _last_total_zst(path: str, end: int | None) -> usage.Totals | None:
+    last = None
+    tail = rollout.RolloutTail(path)
+    for _, line in tail.records(usage.USAGE_MARKERS[1:2]):
+        if end is not None and tail.offset > end:
+            break
+        found = _total_of(orjson.dumps(line))
+        last = found if found is not None else last
+    return last
+
+
+def _total_of(line: bytes) -> usage.Totals | None:
+    if b'"token_count"' not in line:
+        return None
+    try:
+        obj = orjson.loads(line)
+        info = obj["payload"]["info"]
+        return usage._totals(info["total_token_usage"]) if isinstance(info, dict) else None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _changed(row: tuple[Any, ...] | None, st: os.stat_result) -> bool:
+    return row is None or (row[0], row[1], row[2], row[3]) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refresh:
+    """Bring the index up to date for these rollout files and return their usage.
+
+    Files under `prune_roots` that are indexed but gone are dropped (or renamed, when the same inode
+    shows up at a new path, as `codex archive` does).
+    """
+    wanted = list(dict.fromkeys(os.path.abspath(p) for p in paths_in))
+    stats = {p: _stat(p) for p in wanted}
+    out = Refresh()
+    for p, st in stats.items():
+        if st is None:
+            out.warnings.append(f"{p}: rollout not found")
+    con = connect()
+    try:
+        known = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev FROM files")}
+        roots = [str(r) + os.sep for r in prune_roots]
+        present = {p for p, st in stats.items() if st is not None}
+        gone = [p for p in known if roots and p.startswith(tuple(roots)) and p not in present]
+        todo = [p for p in present if _changed(known.get(p), stats[p])]
+        if todo or gone:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                _update(con, todo, gone, stats, wanted, out)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        _collect(con, [p for p in wanted if p in present], out)
+    except sqlite3.DatabaseError as exc:
+        raise FatalError(f"the usage index {index_path()} is unusable ({exc}); delete it and run again") from None
+    finally:
+        con.close()
+    return out
+
+
+def _forget(con: sqlite3.Connection, path: str) -> None:
+    con.execute("DELETE FROM sums WHERE path = ?", (path,))
+    con.execute("DELETE FROM seen WHERE path = ?", (path,))
+
+
+def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: dict[str, os.stat_result | None],
+            wanted: list[str], out: Refresh) -> None:
+    # re-read under the write lock: another ao may have advanced these files meanwhile
+    rows = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev, offset, line_no, head, fold,"
+                                             " warnings FROM files")}
+    todo = [p for p in todo if _changed(rows.get(p), stats[p])]  # type: ignore[arg-type]
+    renamed = _renames(con, todo, gone, rows, stats)
+    todo = [p for p in todo if p not in renamed]
+    gone = [p for p in gone if p in rows and p not in renamed.values()]
+    duplicates = con.execute("SELECT COALESCE(SUM(duplicates), 0) FROM files").fetchone()[0]
+    resets = [p for p in todo if p in rows and _will_reset(p, rows[p], stats[p])]  # type: ignore[arg-type]
+    if duplicates and (gone or resets):
+        # a response counted in a vanished or rewritten file may have been skipped as a duplicate
+        # elsewhere; only a full rebuild credits it again
+        con.execute("DELETE FROM files")
+        con.execute("DELETE FROM sums")
+        con.execute("DELETE FROM seen")
+        rows = {}
+        todo = [p for p in wanted if stats.get(p) is not None]
+        gone = []
+    for p in gone:
+        _forget(con, p)
+        con.execute("DELETE FROM files WHERE path = ?", (p,))
+    cold = not rows
+    seen: set[str] = set()
+    parents = _Parents(con, wanted)
+    acc = _Pending()
+    for p in todo:
+        _read_file(con, p, rows.get(p), stats[p], seen, cold, parents, out, acc)  # type: ignore[arg-type]
+    acc.flush(con)
+
+
+def _renames(con: sqlite3.Connection, todo: list[str], gone: list[str], rows: dict[str, tuple[Any, ...]],
+             stats: dict[str, os.stat_result | None]) -> dict[str, str]:
+    """New path -> old path, for files that moved unchanged (same inode, size and mtime)."""
+    vanished = {(rows[g][2], rows[g][3], rows[g][0], rows[g][1]): g for g in gone if g in rows}
+    moved = {}
+    for p in todo:
+        st = stats[p]
+        old = vanished.get((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)) if st else None
+        if p not in rows and old is not None:
+            for table in ("files", "sums", "seen"):
+                con.execute(f"UPDATE {table} SET path = ? WHERE path = ?", (p, old))
+            moved[p] = old
+    return moved
+
+
+def _will_reset(path: str, row: tuple[Any, ...], st: os.stat_result) -> bool:
+    tail = rollout.RolloutTail(path, offset=row[4], line_no=row[5], inode=row[2], dev=row[3], size=row[0],
+                               head=row[6] or b"")
+    return tail.sync(st)
+
+
+class _Pending:
+    """Sums and response ids of many files, written in a few large statements."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, str, str], list[int]] = {}
+        self.seen: list[tuple[str, str]] = []
+
+    def flush(self, con: sqlite3.Connection) -> None:
+        con.executemany(
+            "INSERT INTO sums VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(path, model, bucket) DO UPDATE SET"
+            " input=input+excluded.input, cached_input=cached_input+excluded.cached_input,"
+            " output=output+excluded.output, reasoning=reasoning+excluded.reasoning,"
+            " responses=responses+excluded.responses",
+            [(*key, *s) for key, s in self.sums.items()])
+        con.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", self.seen)
+        self.sums, self.seen = {}, []
+
+
+def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, st: os.stat_result,
+               seen: set[str], cold: bool, parents: _Parents, out: Refresh, acc: _Pending) -> None:
+    if row is None:
+        tail = rollout.RolloutTail(path)
+        fold_state: dict[str, Any] = {}
+        warnings: list[str] = []
+    else:
+        tail = rollout.RolloutTail(path, offset=row[4], line_no=row[5], inode=row[2], dev=row[3], size=row[0],
+                                   head=row[6] or b"")
+        fold_state = orjson.loads(row[7]) if row[7] else {}
+        warnings = orjson.loads(row[8]) if row[8] else []
+    start = tail.offset
+    if tail.sync(st):
+        out.resets += 1
+        _forget(con, path)
+        fold_state, warnings, start = {}, [], 0
+        con.execute("UPDATE files SET duplicates = 0 WHERE path = ?", (path,))
+    fold = usage.FileFold({**fold_state, "where": path}, parent_totals=parents)
+    duplicates = 0
+    batch: list[usage.ResponseUsage] = []
+    token_count = usage.TOKEN_COUNT_MARKER
+
+    def spans(chunk: bytes, last_nl: int) -> list[tuple[int, int]]:
+        return usage.usage_spans(chunk, last_nl, fold.has_records)
+
+    try:
+        for raw in tail.fast_lines(spans):
+            if fold.has_records and token_count in raw:
+                continue
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                tail.warnings.append(f"{path}:{tail.line_number()}: skipped a corrupt line ({exc.msg})")
+                continue
+            item = fold.feed(line)
+            if item is not None:
+                batch.append(item)
+                if len(batch) >= BATCH:
+                    duplicates += _store(con, path, batch, seen, cold, acc)
+                    batch = []
+    except OSError as exc:
+        tail.warnings.append(f"{path}: read failed at byte {tail.offset}: {exc.strerror}")
+    duplicates += _store(con, path, batch, seen, cold, acc)
+    out.read_files += 1
+    out.read_bytes += tail.offset - start
+    warnings = (warnings + tail.warnings + fold.warnings)[:MAX_FILE_WARNINGS]
+    thread_id = fold.thread_id or thread_of_name(path)
+    con.execute(
+        "INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
+        " duplicates, pending, warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET"
+        " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, dev=excluded.dev,"
+        " offset=excluded.offset, line_no=excluded.line_no, head=excluded.head, fold=excluded.fold,"
+        " thread_id=excluded.thread_id, cwd=excluded.cwd, duplicates=files.duplicates + excluded.duplicates,"
+        " pending=excluded.pending, warnings=excluded.warnings",
+        (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, tail.offset, tail.line_no, tail.head,
+         orjson.dumps(fold.state()), thread_id, fold.cwd, duplicates, tail.pending,
+         orjson.dumps(warnings).decode() if warnings else None))
+
+
+def _store(con: sqlite3.Connection, path: str, batch: list[usage.ResponseUsage], seen: set[str], cold: bool,
+           acc: _Pending) -> int:
+    """Add a batch's new responses to the pending sums; returns how many were duplicates."""
+    if not batch:
+        return 0
+    if not cold:
+        ids = [u.response_id for u in batch if u.response_id is not None and u.response_id not in seen]
+        for i in range(0, len(ids), 900):
+            part = ids[i:i + 900]
+            marks = ",".join("?" * len(part))
+            seen.update(r[0] for r in con.execute(f"SELECT response_id FROM seen WHERE response_id IN ({marks})", part))
+    fresh = usage.dedupe(batch, seen)
+    for u in fresh:
+        key = (path, u.model, u.bucket)
+        s = acc.sums.get(key)
+        if s is None:
+            s = acc.sums[key] = [0, 0, 0, 0, 0]
+        s[0] += u.input
+        s[1] += u.cached_input
+        s[2] += u.output
+        s[3] += u.reasoning
+        s[4] += 1
+        if u.response_id is not None:
+            acc.seen.append((u.response_id, path))
+    if len(acc.seen) > 200_000:
+        acc.flush(con)
+    return len(batch) - len(fresh)
+
+
+def _collect(con: sqlite3.Connection, present: list[str], out: Refresh) -> None:
+    wanted = set(present)
+    for path, thread_id, cwd, pending, warnings in con.execute(
+            "SELECT path, thread_id, cwd, pending, warnings FROM files"):
+        if path in wanted:
+            out.files[path] = FileUsage(path, thread_id, cwd, [])
+            if warnings:
+                out.warnings.extend(orjson.loads(warnings))
+            if pending:
+                out.warnings.append(f"{path}: ends with an incomplete line ({pending} bytes), not counted yet")
+    for path, model, bucket, i, c, o, r in con.execute(
+            "SELECT path, model, bucket, input, cached_input, output, reasoning FROM sums"):
+        f = out.files.get(path)
+        if f is not None:
+            f.sums.append((model, bucket, {"input": i, "cached_input": c, "output": o, "reasoning": r}))
+
+
+def iter_sums(files: Iterable[FileUsage]) -> Iterator[tuple[FileUsage, str, str, dict[str, int]]]:
+    for f in files:
+        for model, bucket, tokens in f.sums:
+            yield f, model, bucket, tokens
