@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
 from supervisor import paths
 from supervisor.errors import FatalError
 
@@ -104,7 +101,8 @@ class Config:
         return dict(projects[name])
 
 
-def _yaml() -> YAML:
+def _yaml() -> Any:
+    from ruamel.yaml import YAML  # lazy: with no config file, ao never pays for the YAML parser
     y = YAML()  # round-trip: keeps comments and order for `ao config set`
     y.preserve_quotes = True
     return y
@@ -215,6 +213,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_raw(path: Path) -> Any:
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
     try:
         text = path.read_text()
     except OSError as exc:
@@ -254,6 +253,7 @@ def _schema_node(dotted: str) -> Any:
 
 def parse_value(text: str) -> Any:
     """Parse a command-line value the way YAML would (numbers, booleans, null, strings)."""
+    from ruamel.yaml import YAML
     value = YAML(typ="safe").load(text)
     return text if value is None and text.strip() not in ("null", "~", "") else value
 

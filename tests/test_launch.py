@@ -90,10 +90,11 @@ def test_kill_headless_ends_the_tree_and_keeps_records(ao, codex, scripted_model
             return None
         return [k for k in kids if "sleep" in " ".join(k.cmdline())] and record
     record = wait_for(sleeping)
-    tree = [psutil.Process(record["codex_pid"]), *psutil.Process(record["codex_pid"]).children(recursive=True)]
+    codex_proc = psutil.Process(record["codex_pid"])
+    tree = [psutil.Process(record["pid"]), codex_proc, *codex_proc.children(recursive=True)]
     assert ao("kill", session).returncode == 0
-    for proc in tree + [psutil.Process(record["pid"])] if psutil.pid_exists(record["pid"]) else tree:
-        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     status = status_of(ao, session)
     assert status["status"] == "killed" and status["activity"] == "exited"
     assert Path(status["workspace"]).is_dir()

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psutil
 
 from supervisor import __version__, config as config_mod, paths, store
 from supervisor.errors import FatalError
@@ -77,7 +76,7 @@ def refresh(record: dict[str, Any]) -> dict[str, Any]:
     record = fold_events(record)
     if not store.is_live(record) or not record.get("pid"):
         return record
-    if not psutil.pid_exists(record["pid"]) or _is_zombie(record["pid"]):
+    if not _alive(record["pid"]):
         fresh = store.get(record["session"])  # the runner may have finished between the two reads
         if not store.is_live(fresh):
             return fresh
@@ -87,11 +86,12 @@ def refresh(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _is_zombie(pid: int) -> bool:
+def _alive(pid: int) -> bool:
+    import psutil  # imported here: most commands never need it, and start-up time is user-visible
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
-        return True
+        return False
 
 
 def wait_sessions(sessions: list[str], timeout: float) -> list[dict[str, Any]]:

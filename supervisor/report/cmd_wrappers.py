@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import click
-from tabulate import tabulate
 
 from supervisor.launch import wrappers as wrappers_mod
 
@@ -23,6 +22,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([s.as_dict() for s in states], indent=2))
     else:
+        from tabulate import tabulate  # lazy: keeps every ao command's start-up lean
         click.echo(tabulate([(s.name, s.state, s.version if s.version is not None else "-", str(s.path))
                              for s in states], headers=("file", "state", "version", "path")))
         if any(s.state != "ok" for s in states):

@@ -5,8 +5,6 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-from tabulate import tabulate
-
 from supervisor.observe import pricing
 
 STATUS_KEYS = ("session", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
@@ -45,6 +43,7 @@ def status_row(record: Mapping[str, Any], table: Mapping[str, pricing.Price]) ->
 
 
 def status_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    from tabulate import tabulate  # lazy: JSON output never needs it
     body = [[r["session"], r["status"], r["activity"] or "-", r["branch"] or "-", r["model"] or "-",
              f"{r['tokens']['total']:,}", f"${r['cost_usd']:.4f}", r["pr_url"] or "-",
              (r["thread_id"] or "-")[:13]] for r in rows]
@@ -53,6 +52,7 @@ def status_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def cost_table(rows: Iterable[Mapping[str, Any]], totals: Mapping[str, Any]) -> str:
+    from tabulate import tabulate
     body = [[r["key"], ",".join(r["models"]) or "-", f"{r['tokens']['input']:,}", f"{r['tokens']['cached_input']:,}",
              f"{r['tokens']['output']:,}", f"{r['tokens']['reasoning']:,}", f"{r['tokens']['total']:,}",
              f"${r['cost_usd']:.4f}"] for r in rows]

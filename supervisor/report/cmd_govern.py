@@ -1,0 +1,103 @@
+"""`ao approve`, `ao deny` and the receipt tools `ao receipts export|verify`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from supervisor import paths
+from supervisor.errors import FatalError
+from supervisor.govern import bundle, guard
+
+
+def _resolve(approval_id: str, status: str, reason: str | None) -> dict[str, Any]:
+    home = str(paths.ao_home())
+    try:
+        before = guard.read_approval(home, approval_id)
+    except (OSError, ValueError, guard.GuardError):
+        pending = ", ".join(r["id"] for r in guard.pending_approvals(home)) or "none"
+        raise FatalError(f"unknown approval {approval_id!r} (pending: {pending})") from None
+    if before.get("status") != "pending":
+        raise FatalError(f"approval {approval_id} is already {before.get('status')}")
+    record = guard.resolve_approval(home, approval_id, status, reason, by="ao " + ("approve" if status == "approved" else "deny"))
+    if record.get("status") != status:
+        raise FatalError(f"approval {approval_id} was {record.get('status')} before your answer arrived")
+    return record
+
+
+def approve(approval_id: str, reason: str | None = None) -> dict[str, Any]:
+    return _resolve(approval_id, "approved", reason)
+
+
+def deny(approval_id: str, reason: str | None = None) -> dict[str, Any]:
+    return _resolve(approval_id, "denied", reason or "denied by the operator")
+
+
+def pending(session: str | None = None) -> list[dict[str, Any]]:
+    return guard.pending_approvals(str(paths.ao_home()), session)
+
+
+def export_receipts(session: str, out: Path) -> dict[str, Any]:
+    return bundle.export(session, out)
+
+
+def verify_receipts(path: Path, key: str | None = None) -> tuple[bool, int | None, str]:
+    return bundle.verify(path, key)
+
+
+@click.command("approve")
+@click.argument("approval_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the approval record as JSON.")
+def approve_cmd(approval_id: str, as_json: bool) -> None:
+    """Let a tool call that waits for approval run."""
+    record = approve(approval_id)
+    click.echo(json.dumps(record, indent=2) if as_json else f"approved {approval_id}: {record.get('command')}")
+
+
+@click.command("deny")
+@click.argument("approval_id")
+@click.option("--reason", help="Why; the agent is told this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the approval record as JSON.")
+def deny_cmd(approval_id: str, reason: str | None, as_json: bool) -> None:
+    """Block a tool call that waits for approval."""
+    record = deny(approval_id, reason)
+    click.echo(json.dumps(record, indent=2) if as_json else f"denied {approval_id}: {record.get('command')}")
+
+
+@click.group("receipts_tools")
+def receipts_tools() -> None:
+    """Export and verify signed evidence bundles."""
+
+
+@receipts_tools.command("export")
+@click.argument("session")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the bundle (JSON lines).")
+@click.option("--json", "as_json", is_flag=True, help="Print the session summary as JSON.")
+def export_cmd(session: str, out: Path, as_json: bool) -> None:
+    """Write SESSION's signed ledger as a self-contained evidence bundle."""
+    summary = export_receipts(session, out)
+    if as_json:
+        click.echo(json.dumps({"bundle": str(out), "summary": summary}, indent=2))
+    else:
+        click.echo(f"wrote {out}: {summary['entries']} ledger lines, "
+                   f"{summary['tool_calls_denied']} denied tool calls")
+
+
+@receipts_tools.command("verify")
+@click.argument("bundle_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "fingerprint", metavar="FINGERPRINT", help="Require this signing key (SHA256:...).")
+@click.option("--json", "as_json", is_flag=True, help="Print {ok, first_bad_line, reason} as JSON.")
+def verify_cmd(bundle_path: Path, fingerprint: str | None, as_json: bool) -> None:
+    """Check a bundle offline; exits 1 and names the first bad line if anything was changed."""
+    ok, bad_line, reason = verify_receipts(bundle_path, fingerprint)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "first_bad_line": bad_line, "reason": reason}))
+    elif ok:
+        click.echo(f"OK: {reason}")
+    else:
+        click.echo(f"FAILED at line {bad_line}: {reason}" if bad_line else f"FAILED: {reason}", err=True)
+    if not ok:
+        raise SystemExit(1)
