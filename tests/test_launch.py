@@ -47,6 +47,13 @@ def wait_for(predicate, timeout=60.0, step=0.2):
     raise AssertionError("condition not met in time")
 
 
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:  # exited or a zombie between listing and reading
+        return ""
+
+
 def status_of(ao, session):
     out = ao("status", session, "--json")
     assert out.returncode == 0, out.stderr
@@ -88,7 +95,7 @@ def test_kill_headless_ends_the_tree_and_keeps_records(ao, codex, scripted_model
             kids = psutil.Process(record["codex_pid"]).children(recursive=True)
         except psutil.Error:
             return None
-        return [k for k in kids if "sleep" in " ".join(k.cmdline())] and record
+        return any(_cmdline(k).startswith("sleep") for k in kids) and record
     record = wait_for(sleeping)
     codex_proc = psutil.Process(record["codex_pid"])
     tree = [psutil.Process(record["pid"]), codex_proc, *codex_proc.children(recursive=True)]
