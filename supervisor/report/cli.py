@@ -11,7 +11,7 @@ import click
 
 from supervisor import __version__, config as config_mod, paths, store
 from supervisor.errors import FatalError
-from supervisor.observe import events, pricing
+from supervisor.observe import activity, events, pricing
 from supervisor.report import views
 
 
@@ -160,16 +160,26 @@ def wait(sessions: tuple[str, ...], timeout: float) -> None:
 @cli.command()
 @click.argument("session", required=False)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--watch", is_flag=True, help="Redraw in place every second until ^C.")
 @click.pass_context
-def status(ctx: click.Context, session: str | None, as_json: bool) -> None:
+def status(ctx: click.Context, session: str | None, as_json: bool, watch: bool) -> None:
     """Show sessions: status, activity, branch, PR, tokens and cost."""
-    rows = status_rows(ctx, [store.get(session)] if session else store.all_sessions())
-    if as_json:
-        _print_json(rows[0] if session else rows)
-    elif not rows:
-        click.echo("no sessions yet; start one with `ao spawn`")
-    else:
-        click.echo(views.status_table(rows))
+    def render() -> str:
+        rows = status_rows(ctx, [store.get(session)] if session else store.all_sessions())
+        if as_json:
+            return json.dumps(rows[0] if session else rows, indent=2)
+        return views.status_table(rows) if rows else "no sessions yet; start one with `ao spawn`"
+
+    if not watch:
+        click.echo(render())
+        return
+    try:
+        while True:
+            frame = render()
+            click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + "ao status (^C to stop)\n" + frame)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
 
 
 def status_rows(ctx: click.Context, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,6 +194,8 @@ def status_rows(ctx: click.Context, records: list[dict[str, Any]]) -> list[dict[
         if record["session"] in usage:
             tokens, cost, _models = usage[record["session"]]
             row["tokens"], row["cost_usd"] = dict(tokens), views.money(cost)
+        if store.is_live(record) and record.get("rollout_path"):
+            row["activity"] = activity.activity(record["rollout_path"], True) or row["activity"]
         rows.append(row)
     return rows
 

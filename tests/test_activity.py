@@ -1,0 +1,37 @@
+"""Activity from the event stream's tail, not from file times alone."""
+from __future__ import annotations
+
+import json
+
+from supervisor.observe import activity
+
+
+def line(kind, ts="2026-11-21T10:00:00.000Z", top="event_msg"):
+    return json.dumps({"timestamp": ts, "type": top, "payload": {"type": kind}}) + "\n"
+
+
+def test_classify_rules():
+    assert activity.classify(["task_started", "function_call"], 5, True) == "active"
+    assert activity.classify(["task_started", "task_complete"], 5, True) == "idle"
+    assert activity.classify(["task_started", "exec_approval_request"], 5, True) == "waiting_input"
+    assert activity.classify(["task_started", "error"], 5, True) == "blocked"
+    assert activity.classify(["task_started", "function_call"], 3600, True) == "idle"
+    assert activity.classify(["task_started"], 1, False) == "exited"
+    assert activity.classify(["task_started"], 1, True, pending_approval=True) == "waiting_input"
+    assert activity.classify(["task_started"], 1, True, guard_blocked=True) == "blocked"
+
+
+def test_age_comes_from_the_event_timestamp(tmp_path):
+    path = tmp_path / "rollout.jsonl"
+    path.write_text(line("task_started") + line("function_call", top="response_item"))
+    at = 1795255200.0  # 2026-11-21T10:00:00Z
+    assert activity.activity(str(path), True, now=at + 10) == "active"
+    assert activity.activity(str(path), True, now=at + 3600) == "idle"  # mtime is fresh, the event is not
+    assert activity.activity(str(path), False) == "exited"
+
+
+def test_tail_skips_partial_and_garbage_lines(tmp_path):
+    path = tmp_path / "rollout.jsonl"
+    path.write_bytes(b"x" * 70000 + b"\n" + b"\xff\xfe garbage\n" + line("task_complete").encode() + b'{"partial')
+    events = activity.last_events(path)
+    assert [activity.kind_of(e) for e in events] == ["task_complete"]
