@@ -175,3 +175,19 @@ def test_isolated_codex_home_keeps_the_users_codex_untouched(ao, codex, scripted
     assert row["rollout_path"].startswith(str(own_home / "sessions"))
     assert (own_home / "config.toml").read_text() == 'model_verbosity = "low"\n'
     assert not (isolated_home / ".codex" / "sessions").exists()
+
+
+def test_rm_refuses_uncommitted_changes_unless_forced(ao, codex, scripted_model, config_for, sample_repo):
+    config_for(scripted_model(SCRIPT))
+    spawned = json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json", "[ao-task:two] go").stdout)
+    assert ao("wait", spawned["session"], "--timeout", "120").returncode == 0
+    workspace = Path(spawned["workspace"])
+    refused = ao("rm", spawned["session"])
+    assert refused.returncode == 1 and "uncommitted changes" in refused.stderr
+    assert (workspace / "first.txt").exists()
+    assert ao("rm", spawned["session"], "--force").returncode == 0
+    assert not workspace.exists()
+    branches = subprocess.run(["git", "branch", "--list", f"ao/{spawned['session']}"], cwd=sample_repo,
+                              capture_output=True, text=True).stdout
+    assert branches.strip()  # the agent's branch survives the worktree
+    assert status_of(ao, spawned["session"])["status"] == "done"  # records stay

@@ -42,6 +42,7 @@ class LaunchSpec:
     overrides: list[str] = field(default_factory=list)   # "key=toml" pairs, in order
     env: dict[str, str] = field(default_factory=dict)
     instructions_file: str | None = None
+    flags: list[str] = field(default_factory=list)  # e.g. the hook-trust flag, placed before the -c pairs
 
 
 def is_o_series(model: str) -> bool:
@@ -102,6 +103,7 @@ def exec_argv(codex: str, spec: LaunchSpec, prompt: str, resume_thread: str | No
     argv += ["--json", "--skip-git-repo-check"]
     if not resume_thread:
         argv += ["-C", spec.workspace]
+    argv += spec.flags
     argv += policy_flags(spec.approval, spec.sandbox, interactive=False)
     for pair in spec.overrides:
         argv += ["-c", pair]
@@ -115,6 +117,7 @@ def tui_argv(codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: st
     """The interactive codex command; the workspace is pre-trusted so no trust screen blocks it."""
     argv = [codex] + (["resume"] if resume_thread else [])
     argv += policy_flags(spec.approval, spec.sandbox, interactive=True)
+    argv += spec.flags
     argv += ["-C", spec.workspace]
     for pair in spec.overrides:
         argv += ["-c", pair]

@@ -9,9 +9,10 @@ from typing import Any
 
 import psutil
 
-from supervisor import store
+from supervisor import paths, store
+from supervisor.govern import ledger
 from supervisor.errors import FatalError
-from supervisor.launch import tmux
+from supervisor.launch import tmux, workspace as ws
 from supervisor.observe import locate
 
 
@@ -45,6 +46,7 @@ def kill(session: str) -> dict[str, Any]:
     if not store.is_live(record):
         raise FatalError(f"session {session} is not running (status {record['status']})")
     store.update(session, status="killed")
+    ledger.append(paths.session_dir(session), "lifecycle", {"event": "kill"})
     kill_tree(record.get("codex_pid"))
     if record["runtime"] == "tmux":
         tmux.kill(session)
@@ -61,15 +63,14 @@ def remove(session: str, force: bool) -> str:
     if store.is_live(record):
         raise FatalError(f"session {session} is still running; `ao kill {session}` first")
     workspace = Path(record["workspace"])
-    if not record.get("repo"):
+    if not record.get("repo") or Path(record["repo"]) == workspace:
         raise FatalError(f"session {session} ran in {workspace}, which ao did not create; it is left alone")
     if workspace.exists():
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=workspace, capture_output=True, text=True)
         if dirty.stdout.strip() and not force:
             raise FatalError(f"{workspace} has uncommitted changes; commit them or pass --force")
-        proc = subprocess.run(["git", "worktree", "remove", "--force", str(workspace)], cwd=record["repo"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0 and workspace.exists():
+        ws.remove_worktree(Path(record["repo"]), workspace)
+        if workspace.exists():
             shutil.rmtree(workspace)
             subprocess.run(["git", "worktree", "prune"], cwd=record["repo"], capture_output=True)
     return str(workspace)

@@ -17,8 +17,9 @@ from typing import Any
 
 from supervisor import paths, store
 from supervisor.errors import FatalError
+from supervisor.govern import guard, ledger
 from supervisor.launch import command, tmux
-from supervisor.observe import exec_events, locate
+from supervisor.observe import activity, exec_events, locate
 
 
 def wait_for_slot(session: str, limit: int, poll: float = 0.25) -> None:
@@ -38,11 +39,19 @@ def wait_for_slot(session: str, limit: int, poll: float = 0.25) -> None:
         time.sleep(poll)
 
 
-def finish(session: str, code: int | None, failed: bool, error: str | None, extra: dict[str, Any]) -> str:
+def budget_stopped(session: str) -> bool:
+    return bool(guard.session_governance(str(paths.ao_home()), session)["budget_blocked"])
+
+
+def finish(session: str, code: int | None, failed: bool, error: str | None, extra: dict[str, Any],
+           blocked: bool = False) -> str:
     """Record the end of a run; a session `ao kill` already marked stays killed."""
     current = store.get(session)["status"]
     if current == "killed":
         status = "killed"
+    elif blocked:
+        status = "blocked"
+        extra = {**extra, "error": "stopped at a turn boundary: the session's budget is spent"}
     elif code == 0 and not failed:
         status = current if current in ("pr_open", "merged", "closed") else "done"
     else:
@@ -52,6 +61,10 @@ def finish(session: str, code: int | None, failed: bool, error: str | None, extr
     if status == "failed":
         fields["error"] = error or f"codex exited {code}"
     store.update(session, **fields)
+    try:
+        ledger.append(paths.session_dir(session), "lifecycle", {"event": "exit", "status": status, "exit_code": code})
+    except (OSError, FatalError) as exc:  # the run's end is already recorded in the store
+        print(f"ao runner: cannot append the exit to the ledger: {exc}", file=sys.stderr)
     return status
 
 
@@ -79,12 +92,16 @@ def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> s
         store.update(session, status="working", activity="active", codex_pid=child.pid, exit_code=None,
                      error=None, ended_at=None)
         assert child.stdout is not None
+        blocked = False
         for line in child.stdout:
             events_out.write(line)
             events_out.flush()
             changes = fold.feed(line)
             if changes:
                 store.update(session, **changes)
+                if changes.get("activity") == "idle" and budget_stopped(session):
+                    blocked = True  # the guard denied every tool call; stop at this turn boundary
+                    child.terminate()
         code = child.wait()
     extra: dict[str, Any] = {}
     if fold.thread_id and not record.get("rollout_path"):
@@ -94,7 +111,7 @@ def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> s
     if killed:
         store.update(session, status="killed")
     error = fold.error or _stderr_tail(sdir / "codex.stderr.log")
-    return finish(session, code, fold.failed, error, extra)
+    return finish(session, code, fold.failed, error, extra, blocked=blocked or budget_stopped(session))
 
 
 def run_tmux(session: str, record: dict[str, Any], env: dict[str, str], poll: float = 0.5) -> str:
@@ -102,17 +119,22 @@ def run_tmux(session: str, record: dict[str, Any], env: dict[str, str], poll: fl
     pid = tmux.start(session, record["workspace"], launch["argv"], launch["env"], launch.get("unset") or [])
     store.update(session, status="working", activity="active", codex_pid=pid, exit_code=None, error=None,
                  ended_at=None)
-    thread = record.get("thread_id")
+    thread, rollout = record.get("thread_id"), record.get("rollout_path")
     since = time.time() - 1
+    blocked = False
     while tmux.alive(session):
         if not thread:
             found = locate.find_by_workspace(record["workspace"], since, _codex_home(env))
             if found:
-                thread = found[0]
-                store.update(session, thread_id=found[0], rollout_path=str(found[1]))
+                thread, rollout = found[0], str(found[1])
+                store.update(session, thread_id=thread, rollout_path=rollout)
+        if rollout and budget_stopped(session) and activity.activity(rollout, True) == "idle":
+            blocked = True  # the turn is over and the budget is spent: stop the TUI
+            tmux.kill(session)
+            break
         time.sleep(poll)
     code = tmux.exit_code(session)
-    return finish(session, code, False, None if code == 0 else f"codex exited {code}", {})
+    return finish(session, code, False, None if code == 0 else f"codex exited {code}", {}, blocked=blocked)
 
 
 def run(session: str) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from supervisor import paths, store
 from supervisor.config import Config
 from supervisor.errors import FatalError
+from supervisor.govern import hooks, ledger, policy as gpolicy
 from supervisor.launch import agents_md, codex_bin, command, runner, trust, workspace as ws, wrappers
 
 
@@ -24,6 +25,7 @@ class SpawnRequest:
     model: str | None = None
     overrides: list[str] = field(default_factory=list)
     name: str | None = None
+    policy_file: str | None = None
 
 
 def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path, str | None, str | None]:
@@ -61,16 +63,35 @@ def _instructions(cfg: Config, sdir: Path) -> tuple[str, str | None]:
     return text, file
 
 
+def govern(cfg: Config, session: str, workspace: str, model: str, project: str | None,
+           policy_file: str | None) -> tuple[list[str], list[str]]:
+    """Compile the session's policy for the guard; returns the hook overrides and the hook-trust flag.
+
+    The trust flag would also run hooks a repository ships in .codex/, so such a workspace is
+    refused unless the policy sets allow_repo_hooks.
+    """
+    pol = gpolicy.from_config(cfg.path, project)
+    if policy_file:
+        pol = gpolicy.load_file(Path(policy_file).expanduser().resolve(), base=pol)
+    found = hooks.refuse_repo_hooks(Path(workspace), pol.allow_repo_hooks)
+    sdir = paths.session_dir(session)
+    gpolicy.write_compiled(gpolicy.compile_policy(pol, session, Path(workspace), model, cfg.data.get("pricing")), sdir)
+    if found:
+        ledger.append(sdir, "lifecycle", {"event": "repo_hooks_allowed", "files": [str(p) for p in found]})
+    return hooks.hook_overrides(session, paths.ao_home(), pol.approval_timeout_s), [hooks.TRUST_FLAG]
+
+
 def build_launch(cfg: Config, session: str, workspace: str, runtime: str, model: str, approval: str,
                  cli_overrides: list[str], project: str | None, issue: str | None, prompt: str | None,
-                 resume_thread: str | None = None) -> dict[str, Any]:
+                 resume_thread: str | None = None, policy_file: str | None = None) -> dict[str, Any]:
     data = cfg.data
     wrappers.install()  # repairs edited or outdated wrappers before every launch
     codex = str(codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"]))
     sdir = paths.session_dir(session)
     text, file = _instructions(cfg, sdir)
-    overrides = command.build_overrides(data, model, cli_overrides, text, file)
-    spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides)
+    hook_pairs, flags = govern(cfg, session, workspace, model, project, policy_file)
+    overrides = command.build_overrides(data, model, cli_overrides, text, file) + hook_pairs
+    spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides, flags=flags)
     env, unset = command.agent_env(session, project, issue)
     if data["codex"]["home"] == "isolated":
         env["CODEX_HOME"] = str(isolated_codex_home(session))
@@ -80,6 +101,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime: str, model:
     else:
         argv = command.exec_argv(codex, spec, prompt or "", resume_thread)
     return {"argv": argv, "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
+            "policy_file": policy_file,
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
 
 
@@ -107,18 +129,24 @@ def spawn(cfg: Config, req: SpawnRequest) -> dict[str, Any]:
     except OSError as exc:
         raise FatalError(f"cannot create session dir {sdir}: {exc.strerror}") from None
     workspace, repo, branch = _pick_workspace(cfg, req, session)
-    rules = cfg.project(req.project).get("rules")
-    agents_md.install(workspace, session, rules)
     model = req.model or cfg.data["agent"]["model"]
     approval = req.approval or cfg.data["agent"]["approval"]
-    launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
-                          req.project, req.issue, req.prompt)
+    try:
+        agents_md.install(workspace, session, cfg.project(req.project).get("rules"))
+        launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
+                              req.project, req.issue, req.prompt, policy_file=req.policy_file)
+    except FatalError:
+        if repo and workspace != Path(repo):  # a refused spawn leaves no worktree behind
+            ws.remove_worktree(Path(repo), workspace, delete_branch=True)
+        raise
     status = "queued" if store.count_running() >= launch["max_concurrent"] else "spawning"
     store.insert({
         "session": session, "name": req.name, "project": req.project, "issue": req.issue,
         "repo": repo, "workspace": str(workspace), "runtime": req.runtime, "status": status,
         "activity": None, "branch": branch, "model": model, "prompt": req.prompt, "launch": launch,
     })
+    ledger.append(sdir, "lifecycle", {"event": "spawn", "workspace": str(workspace), "model": model,
+                                      "runtime": req.runtime, "approval": approval})
     store.update(session, pid=runner.start_detached(session))
     return store.get(session)
 
@@ -139,12 +167,15 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
     old = record["launch"]
     launch = build_launch(cfg, record["session"], record["workspace"], runtime, record["model"],
                           old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
-                          record.get("project"), record.get("issue"), prompt, record["thread_id"])
+                          record.get("project"), record.get("issue"), prompt, record["thread_id"],
+                          policy_file=old.get("policy_file"))
     if "CODEX_HOME" in old.get("env", {}):
         launch["env"]["CODEX_HOME"] = old["env"]["CODEX_HOME"]
     rules = cfg.project(record.get("project")).get("rules") if record.get("project") else None
     agents_md.install(Path(record["workspace"]), record["session"], rules)
     store.update(record["session"], status="spawning", runtime=runtime, launch=launch, activity=None,
                  exit_code=None, error=None, ended_at=None)
+    ledger.append(paths.session_dir(record["session"]), "lifecycle",
+                  {"event": "resume", "thread_id": record["thread_id"], "runtime": runtime})
     store.update(record["session"], pid=runner.start_detached(record["session"]))
     return store.get(record["session"])

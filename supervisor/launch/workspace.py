@@ -57,3 +57,11 @@ def trust_roots(workspace: Path) -> list[str]:
         if main not in roots:
             roots.append(main)
     return roots
+
+
+def remove_worktree(repo: Path, workspace: Path, delete_branch: bool = False) -> None:
+    """Remove a worktree ao made; its branch is kept (it may hold the agent's commits) unless asked."""
+    branch = current_branch(workspace)
+    _git(["worktree", "remove", "--force", str(workspace)], cwd=repo)
+    if delete_branch and branch and branch.startswith("ao/"):
+        _git(["branch", "-D", branch], cwd=repo)

@@ -92,9 +92,12 @@ class Ledger:
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """Responses served, without those retracted as undelivered."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    undelivered = {e["response_id"] for e in entries if e.get("undelivered")}
+    return [e for e in entries if not e.get("undelivered") and e["response_id"] not in undelivered]
 
 
 class ScriptedModel(ThreadingHTTPServer):
@@ -198,19 +201,21 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         chunks = b"".join(
             f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode() for name, data in events)
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("content-length", str(len(chunks)))
-        self.end_headers()
-        try:
-            self.wfile.write(chunks)
-            self.wfile.flush()
-        except OSError:
-            return  # the client went away: nothing was delivered, so nothing is recorded
         u = step.usage
+        # Recorded before the bytes go out, so a reader that saw the reply also sees its ledger line;
+        # a reply that could not be delivered is then retracted.
         self.server.ledger.record({
             "response_id": response_id, "model": model, "task": task.name, "step": index,
             "kind": step.kind, "thread_id": self.headers.get("thread-id") or self.headers.get("session-id"),
             "usage": {"input": u.input, "cached_input": u.cached_input, "output": u.output,
                       "reasoning": u.reasoning, "total": u.total},
         })
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-length", str(len(chunks)))
+            self.end_headers()
+            self.wfile.write(chunks)
+            self.wfile.flush()
+        except OSError:
+            self.server.ledger.record({"response_id": response_id, "undelivered": True})

@@ -11,6 +11,7 @@ import click
 
 from supervisor import __version__, config as config_mod, paths, store
 from supervisor.errors import FatalError
+from supervisor.govern import guard
 from supervisor.observe import activity, events, pricing
 from supervisor.report import views
 
@@ -50,10 +51,24 @@ def main() -> None:
     cli(prog_name="ao")
 
 
+class ReceiptsGroup(click.Group):
+    """`ao receipts SESSION` lists; `ao receipts export|verify ...` are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
 def _register() -> None:
-    from supervisor.report.cmd_cost import cost, receipts
+    from supervisor.report.cmd_cost import cost, receipts as receipts_list
+    from supervisor.report.cmd_govern import approve_cmd, deny_cmd, receipts_tools
     from supervisor.report.cmd_wrappers import wrappers
-    for command in (cost, receipts, wrappers):
+    receipts = ReceiptsGroup("receipts", help="Receipts: `ao receipts SESSION [--json]`, `export`, `verify`.")
+    receipts.add_command(receipts_list, "list")
+    for name, command in receipts_tools.commands.items():
+        receipts.add_command(command, name)
+    for command in (cost, receipts, wrappers, approve_cmd, deny_cmd):
         cli.add_command(command)
 
 
@@ -122,12 +137,13 @@ def wait_sessions(sessions: list[str], timeout: float) -> list[dict[str, Any]]:
 @click.option("--model", type=str, help="Model name.")
 @click.option("-c", "overrides", multiple=True, metavar="KEY=VALUE", help="Extra codex -c override.")
 @click.option("--name", type=str, help="A name to find the session by.")
+@click.option("--policy", "policy_file", type=str, help="A policy YAML file, on top of the config's policy.")
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("prompt")
 @click.pass_context
 def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
           runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
-          as_json: bool, prompt: str) -> None:
+          policy_file: str | None, as_json: bool, prompt: str) -> None:
     """Start a codex agent on PROMPT in its own workspace."""
     from supervisor.launch.spawn import SpawnRequest, spawn as do_spawn
     if repo and workspace:
@@ -135,7 +151,7 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
     cfg = _cfg(ctx)
     req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
                        runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
-                       overrides=list(overrides), name=name)
+                       overrides=list(overrides), name=name, policy_file=policy_file)
     record = do_spawn(cfg, req)
     if as_json:
         _print_json({"session": record["session"], "workspace": record["workspace"],
@@ -194,8 +210,11 @@ def status_rows(ctx: click.Context, records: list[dict[str, Any]]) -> list[dict[
         if record["session"] in usage:
             tokens, cost, _models = usage[record["session"]]
             row["tokens"], row["cost_usd"] = dict(tokens), views.money(cost)
-        if store.is_live(record) and record.get("rollout_path"):
-            row["activity"] = activity.activity(record["rollout_path"], True) or row["activity"]
+        gov = guard.session_governance(str(paths.ao_home()), record["session"])
+        row["approval_id"] = gov["waiting_input"]
+        if store.is_live(record):
+            row["activity"] = activity.activity(record.get("rollout_path"), True, pending_approval=bool(gov["waiting_input"]),
+                                                guard_blocked=gov["budget_blocked"]) or row["activity"]
         rows.append(row)
     return rows
 

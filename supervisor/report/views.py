@@ -34,7 +34,7 @@ def money(value: Decimal) -> float:
 
 
 def status_row(record: Mapping[str, Any], table: Mapping[str, pricing.Price]) -> dict[str, Any]:
-    row = {key: record.get(key) for key in STATUS_KEYS}
+    row: dict[str, Any] = {key: record.get(key) for key in STATUS_KEYS}
     row["tokens"] = tokens_of(record)
     row["cost_usd"] = money(session_cost(record, table))
     row["started_at"] = iso(record.get("started_at"))

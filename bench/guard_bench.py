@@ -1,0 +1,104 @@
+"""Median PreToolUse decision time of the hook guard, process start included, against `python -c pass`.
+
+Runs the exact command codex runs (`/bin/bash -c <hook command>`, payload on stdin) with a policy
+that has command, path and budget rules, so every check on the hot path is exercised.
+Usage: python bench/guard_bench.py [RUNS]   (default 200; PASS when the median is at most 30 ms)
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LIMIT_MS = 30.0
+POLICY = """
+forbidden_commands:
+  - {pattern: "git\\\\s+push\\\\s+.*--force", reason: no force pushes}
+  - {pattern: "curl .*\\\\| *sh", reason: no piping downloads into a shell}
+forbidden_paths:
+  - {glob: "backup/**", reason: backups are kept}
+  - {glob: ".env*", reason: secrets}
+mcp: {allow: [docs]}
+budget_usd: 5
+"""
+
+
+def timed(argv: list[str], payload: bytes, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, input=payload, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times.append((time.perf_counter() - start) * 1000)
+        if proc.returncode not in (0, 2):
+            raise SystemExit(f"{argv[:3]} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
+    return times
+
+
+def main() -> int:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    if runs < 100:
+        raise SystemExit("use at least 100 runs")
+    from ruamel.yaml import YAML
+
+    from supervisor.govern import hooks, policy as policy_mod
+
+    with tempfile.TemporaryDirectory(prefix="ao-guard-bench-") as tmp:
+        home, workspace = Path(tmp) / "ao-home", Path(tmp) / "ws"
+        workspace.mkdir()
+        session = "ao-bench"
+        sdir = home / "sessions" / session
+        sdir.mkdir(parents=True)
+        compiled = policy_mod.compile_policy(policy_mod.parse(YAML().load(POLICY), "bench-policy.yaml"),
+                                             session, workspace, "gpt-5.1-codex", ao_home=home)
+        policy_mod.write_compiled(compiled, sdir)
+        rollout = Path(tmp) / "rollout.jsonl"  # a transcript with usage, read incrementally
+        rollout.write_text(json.dumps({"type": "token_usage_record", "payload": {"usage": {
+            "input_tokens": 1000, "cached_input_tokens": 0, "output_tokens": 50}}}) + "\n")
+        payload = json.dumps({
+            "session_id": "t", "turn_id": "u", "transcript_path": str(rollout), "cwd": str(workspace),
+            "hook_event_name": "PreToolUse", "model": "gpt-5.1-codex", "permission_mode": "bypassPermissions",
+            "tool_name": "Bash", "tool_input": {"command": "cd src && rm -f build.log > out.txt 2>&1"},
+            "tool_use_id": "call_1"}).encode()
+        hook = hooks.guard_command("PreToolUse", session, home)
+        env_py = sys.executable
+        cases = [
+            ("floor: python -c pass", [env_py, "-c", "pass"]),
+            ("floor: python -I -S -c pass", [env_py, "-I", "-S", "-c", "pass"]),
+            ("floor: python -I -S -c 'import json, re'", [env_py, "-I", "-S", "-c", "import json, re"]),
+            ("guard: hook command via bash (as codex runs it)", ["/bin/bash", "-c", hook]),
+            ("guard: python -m supervisor.govern.guard (site, no -I -S)",
+             [env_py, "-m", "supervisor.govern.guard", "--event", "PreToolUse", "--session", session,
+              "--home", str(home)]),
+        ]
+        for _, argv in cases:  # warm the page cache and the .pyc files
+            timed(argv, payload, 3)
+        # round robin, so a busy machine slows every case alike instead of whichever ran last
+        results: dict[str, list[float]] = {name: [] for name, _ in cases}
+        for _ in range(runs):
+            for name, argv in cases:
+                results[name] += timed(argv, payload, 1)
+        spool = (sdir / "ledger.spool.jsonl").read_text().splitlines()
+        decision = json.loads(spool[-1])["body"]["decision"]
+    print(f"runs per case: {runs}; cpus: {os.cpu_count()}; python {sys.version.split()[0]}")
+    for name, times in results.items():
+        qs = statistics.quantiles(times, n=20)
+        print(f"  {name:58s} median {statistics.median(times):6.1f} ms  p5 {qs[0]:6.1f}  p95 {qs[-1]:6.1f}")
+    guard_ms = statistics.median(results[cases[3][0]])
+    stdlib_ms = statistics.median(results[cases[2][0]])
+    floor_ms = statistics.median(results[cases[0][0]])
+    print(f"guard decision ({decision}) median {guard_ms:.1f} ms; {guard_ms - floor_ms:+.1f} ms vs `python -c pass`, "
+          f"{guard_ms - stdlib_ms:+.1f} ms vs a bare `python -I -S` that imports json and re")
+    verdict = "PASS" if guard_ms <= LIMIT_MS else "FAIL"
+    print(f"{verdict}: median {guard_ms:.1f} ms {'<=' if verdict == 'PASS' else '>'} {LIMIT_MS:.0f} ms")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

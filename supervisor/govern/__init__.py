@@ -1,0 +1,1 @@
+"""govern: policy, the hook guard, budget, approvals and the signed receipt ledger."""

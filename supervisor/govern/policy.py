@@ -1,0 +1,258 @@
+"""The `policy:` section: validation with file:line errors, and the compact JSON the hook guard reads.
+
+A policy comes from the config's top-level `policy:`, a project's `policy:` (merged on top), or a
+separate YAML file (`policy: path/to/policy.yaml`, relative to the config file). Lists add up,
+scalars from the more specific source win.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor import paths
+from supervisor.errors import FatalError
+from supervisor.govern import lean
+
+FORMAT = 1
+DEFAULT_APPROVAL_TIMEOUT_S = 300.0
+POLICY_FILE = "policy.json"
+RULE_LISTS = {"forbidden_commands": "pattern", "forbidden_paths": "glob", "approval_required": "pattern"}
+KEYS = (*RULE_LISTS, "mcp", "budget_usd", "allow_repo_hooks", "approval_timeout_s")
+
+
+@dataclass
+class Policy:
+    forbidden_commands: list[dict[str, str]] = field(default_factory=list)
+    forbidden_paths: list[dict[str, str]] = field(default_factory=list)
+    approval_required: list[dict[str, str]] = field(default_factory=list)
+    mcp_allow: list[str] = field(default_factory=list)
+    mcp_deny: list[str] = field(default_factory=list)
+    budget_usd: float | None = None
+    allow_repo_hooks: bool = False
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+
+
+def _line(node: Any, key: Any, fallback: int | None) -> int | None:
+    try:
+        return node.lc.key(key)[0] + 1 if isinstance(node, dict) else node.lc.item(key)[0] + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        try:
+            return node.lc.line + 1
+        except AttributeError:
+            return fallback
+
+
+def _fail(file: str, line: int | None, where: str, problem: str) -> FatalError:
+    loc = f"{file}:{line}" if line else file
+    return FatalError(f"{loc}: {where}: {problem}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def glob_to_regex(glob: str) -> str:
+    """`**` spans folders, `*` and `?` stay inside one path part, `[...]` is a character class."""
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = glob.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = glob[i + 1:end]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _literal_prefix(glob: str) -> str:
+    """The folder part of a glob before its first wildcard: `backup/**` -> `backup`."""
+    cut = min([glob.find(c) for c in "*?[" if c in glob] or [len(glob)])
+    head = glob[:cut]
+    return head.rstrip("/") if cut == len(glob) else head.rsplit("/", 1)[0] if "/" in head else ""
+
+
+def _rules(raw: Any, name: str, file: str, line: int | None) -> list[dict[str, str]]:
+    key = RULE_LISTS[name]
+    if not isinstance(raw, list):
+        raise _fail(file, line, f"policy.{name}", f"must be a list of {{{key}, reason}} mappings")
+    out = []
+    for i, item in enumerate(raw):
+        where, item_line = f"policy.{name}[{i}]", _line(raw, i, line)
+        if not isinstance(item, dict):
+            raise _fail(file, item_line, where, f"must be a mapping with `{key}` and `reason`")
+        extra = [k for k in item if k not in (key, "reason")]
+        if extra:
+            raise _fail(file, _line(item, extra[0], item_line), where,
+                        f"unknown key {extra[0]}; allowed: {key}, reason")
+        value, reason = item.get(key), item.get("reason", "")
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(file, _line(item, key, item_line), f"{where}.{key}", "must be a non-empty string")
+        if not isinstance(reason, str):
+            raise _fail(file, _line(item, "reason", item_line), f"{where}.reason", "must be a string")
+        if key == "pattern":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise _fail(file, _line(item, key, item_line), f"{where}.pattern",
+                            f"invalid regular expression {value!r}: {exc}") from None
+        out.append({key: str(value), "reason": str(reason) or f"matches policy {name} {value!r}"})
+    return out
+
+
+def _names(raw: Any, where: str, file: str, line: int | None) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        raise _fail(file, line, where, "must be a list of server or server/tool names (globs allowed)")
+    return [str(v) for v in raw]
+
+
+def parse(raw: Any, file: str, line: int | None = 1, base: Policy | None = None) -> Policy:
+    """Validate one policy mapping (round-trip YAML keeps line numbers) and merge it onto `base`."""
+    policy = Policy(**{k: (list(v) if isinstance(v, list) else v) for k, v in vars(base or Policy()).items()})
+    if raw is None:
+        return policy
+    if not isinstance(raw, dict):
+        raise _fail(file, line, "policy", f"must be a mapping with keys {', '.join(KEYS)}")
+    for key, value in raw.items():
+        at = _line(raw, key, line)
+        if key in RULE_LISTS:
+            getattr(policy, key).extend(_rules(value, key, file, at))
+        elif key == "mcp":
+            if not isinstance(value, dict) or set(value) - {"allow", "deny"}:
+                raise _fail(file, at, "policy.mcp", "must be a mapping with `allow` and/or `deny` lists")
+            for sub in ("allow", "deny"):
+                if sub in value:
+                    getattr(policy, f"mcp_{sub}").extend(
+                        _names(value[sub], f"policy.mcp.{sub}", file, _line(value, sub, at)))
+        elif key == "budget_usd":
+            if value is not None and (not _number(value) or value < 0):
+                raise _fail(file, at, "policy.budget_usd", f"must be a non-negative number, got {value!r}")
+            policy.budget_usd = None if value is None else float(value)
+        elif key == "approval_timeout_s":
+            if not _number(value) or value <= 0:
+                raise _fail(file, at, "policy.approval_timeout_s", f"must be a positive number, got {value!r}")
+            policy.approval_timeout_s = float(value)
+        elif key == "allow_repo_hooks":
+            if not isinstance(value, bool):
+                raise _fail(file, at, "policy.allow_repo_hooks", f"must be true or false, got {value!r}")
+            policy.allow_repo_hooks = value
+        else:
+            raise _fail(file, at, "policy", f"unknown key {key}; allowed keys: {', '.join(KEYS)}")
+    return policy
+
+
+def load_file(path: Path, base: Policy | None = None) -> Policy:
+    """A separate policy YAML: either the policy mapping itself or a document with a `policy:` key."""
+    from supervisor import config as config_mod  # ruamel is heavy; never on the guard's path
+
+    doc = config_mod.load_raw(path)
+    if isinstance(doc, dict) and set(doc) == {"policy"}:
+        return parse(doc["policy"], str(path), _line(doc, "policy", 1), base)
+    return parse(doc, str(path), 1, base)
+
+
+def _section(node: Any, file: Path, line: int | None, base: Policy | None) -> Policy:
+    if isinstance(node, str):  # `policy: ./policy.yaml`
+        target = (file.parent / node).expanduser()
+        if not target.is_file():
+            raise _fail(str(file), line, "policy", f"policy file not found: {target}")
+        return load_file(target, base)
+    return parse(node, str(file), line, base)
+
+
+def from_config(config_path: Path | None, project: str | None = None) -> Policy:
+    """Read the config file again with line info and merge the top-level and the project's policy."""
+    from supervisor import config as config_mod
+
+    if config_path is None:
+        return Policy()
+    doc = config_mod.load_raw(config_path) or {}
+    policy = Policy()
+    if isinstance(doc, dict) and doc.get("budget_usd") is not None:
+        policy.budget_usd = float(doc["budget_usd"])
+    if isinstance(doc, dict) and doc.get("policy") is not None:
+        policy = _section(doc["policy"], config_path, _line(doc, "policy", 1), policy)
+    projects = doc.get("projects") if isinstance(doc, dict) else None
+    if project and isinstance(projects, dict) and isinstance(projects.get(project), dict):
+        node = projects[project]
+        if node.get("policy") is not None:
+            policy = _section(node["policy"], config_path, _line(node, "policy", 1), policy)
+    return policy
+
+
+def _mcp_regex(name: str) -> str:
+    server, _, tool = name.partition("/")
+    return glob_to_regex(server) + "/" + (glob_to_regex(tool) if tool else ".*")
+
+
+def builtin_paths(ao_home: Path) -> list[dict[str, Any]]:
+    """ao's own state is never the agent's to change, whatever the policy says."""
+    reason = "ao's own state (policy, ledger, keys, approvals) is off limits to agents"
+    return [{"glob": str(ao_home / sub), "reason": reason} for sub in ("sessions/**", "keys/**", "approvals/**", "ao.db*")]
+
+
+def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
+                   pricing_overrides: dict[str, Any] | None = None, ao_home: Path | None = None) -> dict[str, Any]:
+    """Everything the guard needs, resolved: regexes for globs, prices for the session's model."""
+    from supervisor.observe import pricing
+
+    home = Path(ao_home or paths.ao_home()).resolve()
+    table = pricing.load_table(pricing_overrides)
+    price = pricing.lookup(table, model)
+    rules = []
+    for rule in [*policy.forbidden_paths, *builtin_paths(home)]:
+        glob = rule["glob"]
+        absolute = glob.startswith(("/", "~"))
+        if glob.startswith("~"):
+            glob = str(Path(glob).expanduser())
+        glob = glob[2:] if glob.startswith("./") else glob
+        rules.append({"glob": rule["glob"], "reason": rule["reason"], "absolute": absolute,
+                      "regex": glob_to_regex(glob.rstrip("/")), "prefix": _literal_prefix(glob)})
+    regexes = [r["pattern"] for r in [*policy.forbidden_commands, *policy.approval_required]]
+    regexes += [r["regex"] for r in rules]
+    mcp_allow, mcp_deny = [_mcp_regex(n) for n in policy.mcp_allow], [_mcp_regex(n) for n in policy.mcp_deny]
+    return {
+        "format": FORMAT,
+        "session": session,
+        "ao_home": str(home),
+        "workspace": str(Path(workspace).resolve()),
+        "forbidden_commands": policy.forbidden_commands,
+        "forbidden_paths": rules,
+        "approval_required": policy.approval_required,
+        "mcp": {"allow": mcp_allow, "deny": mcp_deny,
+                "allow_names": policy.mcp_allow, "deny_names": policy.mcp_deny},
+        # each regex precompiled for the guard, which then never imports `re` (see lean.py)
+        "programs": {r: lean.regex_program(r) for r in [*regexes, *mcp_allow, *mcp_deny]},
+        "budget_usd": policy.budget_usd,
+        "allow_repo_hooks": policy.allow_repo_hooks,
+        "approval_timeout_s": policy.approval_timeout_s,
+        "model": model,
+        # USD per million tokens: input, cached input, output. Floats keep the guard free of Decimal.
+        "prices": {model: [float(price.input), float(price.cached_input), float(price.output)]} if price else {},
+    }
+
+
+def write_compiled(compiled: dict[str, Any], session_dir: Path) -> Path:
+    path = session_dir / POLICY_FILE
+    paths.atomic_write(path, json.dumps(compiled, sort_keys=True, separators=(",", ":")), mode=0o600)
+    return path
