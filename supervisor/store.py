@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
-import tempfile
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
-from supervisor import paths
+from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError
 
 SCHEMA_VERSION = 1
@@ -48,25 +45,11 @@ COLUMNS = {
 }
 
 
-def _create(path: Path) -> None:
-    """Build the schema in a temp file and move it into place, so ^C never leaves half a DB."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ao.db.", dir=path.parent)
-    os.close(fd)
-    try:
-        con = sqlite3.connect(tmp)
-        cols = ", ".join(f"{name} {decl}" for name, decl in COLUMNS.items())
-        con.executescript(
-            f"CREATE TABLE sessions ({cols});"
+def _schema() -> str:
+    cols = ", ".join(f"{name} {decl}" for name, decl in COLUMNS.items())
+    return (f"CREATE TABLE sessions ({cols});"
             "CREATE INDEX sessions_thread ON sessions(thread_id);"
             f"PRAGMA user_version = {SCHEMA_VERSION};")
-        con.commit()
-        con.close()
-        if not path.exists():
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @contextmanager
@@ -74,14 +57,12 @@ def connect() -> Iterator[sqlite3.Connection]:
     path = paths.db_path()
     try:
         if not path.exists():
-            _create(path)
-        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+            sqlite_file.create(path, _schema())
+        con = sqlite_file.open_wal(path, timeout=30)
     except (OSError, sqlite3.Error) as exc:
         raise FatalError(f"cannot open the session store {path}: {exc}") from None
     con.row_factory = sqlite3.Row
     try:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
         yield con
     except sqlite3.DatabaseError as exc:
         raise FatalError(f"session store {path} is unusable: {exc}") from None

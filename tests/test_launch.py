@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from supervisor import store
 from supervisor.launch import agents_md, tmux

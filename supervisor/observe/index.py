@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import orjson
 
-from supervisor import paths
+from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError
 from supervisor.observe import rollout, usage
 
@@ -61,37 +60,18 @@ class Refresh:
     resets: int = 0
 
 
-def _create(path: Path) -> None:
-    """Build the schema in a temp file and move it into place, so ^C never leaves half a DB."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".index.db.", dir=path.parent)
-    os.close(fd)
-    try:
-        con = sqlite3.connect(tmp)
-        con.executescript(SCHEMA)
-        con.commit()
-        con.close()
-        if not path.exists():
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def connect() -> sqlite3.Connection:
     path = index_path()
     try:
         if not path.exists():
-            _create(path)
-        con = sqlite3.connect(path, timeout=60, isolation_level=None)
+            sqlite_file.create(path, SCHEMA)
+        con = sqlite_file.open_wal(path, timeout=60)
         if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             con.close()
             for suffix in ("", "-wal", "-shm"):  # an index from another version: rebuild it
                 Path(str(path) + suffix).unlink(missing_ok=True)
-            _create(path)
-            con = sqlite3.connect(path, timeout=60, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
+            sqlite_file.create(path, SCHEMA)
+            con = sqlite_file.open_wal(path, timeout=60)
         return con
     except (OSError, sqlite3.Error) as exc:
         raise FatalError(f"cannot open the usage index {path}: {exc}; deleting it is safe") from None
