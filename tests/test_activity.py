@@ -35,3 +35,16 @@ def test_tail_skips_partial_and_garbage_lines(tmp_path):
     path.write_bytes(b"x" * 70000 + b"\n" + b"\xff\xfe garbage\n" + line("task_complete").encode() + b'{"partial')
     events = activity.last_events(path)
     assert [activity.kind_of(e) for e in events] == ["task_complete"]
+
+
+def test_watch_wakes_on_a_growing_rollout(tmp_path):
+    from supervisor.report.watch import changes
+    folder = tmp_path / "sessions" / "2026" / "11" / "21"
+    folder.mkdir(parents=True)
+    rollout = folder / "rollout-x.jsonl"
+    rollout.write_text(line("task_started"))
+    with changes([tmp_path / "sessions", tmp_path / "missing"]) as changed:
+        assert not changed.wait(0.3)
+        with open(rollout, "a") as fh:
+            fh.write(line("task_complete"))
+        assert changed.wait(5.0)

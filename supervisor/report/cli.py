@@ -166,7 +166,7 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
 def wait(sessions: tuple[str, ...], timeout: float) -> None:
     """Block until each SESSION's run has ended; non-zero on timeout or failure."""
     records = wait_sessions(list(sessions), timeout)
-    failed = [r for r in records if r["status"] in ("failed", "killed")]
+    failed = [r for r in records if r["status"] in ("failed", "killed", "blocked")]
     for r in records:
         click.echo(f"{r['session']} {r['status']}" + (f": {r['error']}" if r.get("error") and r in failed else ""))
     if failed:
@@ -189,11 +189,14 @@ def status(ctx: click.Context, session: str | None, as_json: bool, watch: bool) 
     if not watch:
         click.echo(render())
         return
+    from supervisor.report.watch import changes
     try:
-        while True:
-            frame = render()
-            click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + "ao status (^C to stop)\n" + frame)
-            time.sleep(1.0)
+        with changes([paths.codex_home() / "sessions", paths.sessions_dir()]) as changed:
+            while True:
+                frame = render()
+                click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + "ao status (^C to stop)\n" + frame)
+                changed.wait(2.0)  # redraw as soon as a rollout or event file grows
+                changed.clear()
     except KeyboardInterrupt:
         pass
 
