@@ -36,13 +36,13 @@ def make_session(name: str, workspace: Path, policy_text: str) -> Path:
 
 
 def codex_argv(codex: Path, server: Any, workspace: Path, session: str, prompt: str,
-               approval_timeout_s: float = 300) -> list[str]:
+               approval_timeout_s: float = 300, resume_thread: str | None = None) -> list[str]:
     cfg = {"agent": {"reasoning_effort": None}, "codex": {"overrides": {}},
            "provider": {"id": "scripted", "base_url": server.base_url}}
     overrides = build_overrides(cfg, MODEL, [], "", None)
     overrides += hooks.hook_overrides(session, paths.ao_home(), approval_timeout_s)
-    argv = exec_argv(str(codex), LaunchSpec(str(workspace), MODEL, "skip", "workspace-write", overrides), prompt)
-    return argv[:2] + [hooks.TRUST_FLAG] + argv[2:]
+    spec = LaunchSpec(str(workspace), MODEL, "skip", "workspace-write", overrides, flags=[hooks.TRUST_FLAG])
+    return exec_argv(str(codex), spec, prompt, resume_thread)
 
 
 def start_codex(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
@@ -52,7 +52,7 @@ def start_codex(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
 
 def run_codex(*args: Any, **kwargs: Any) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     proc = subprocess.run(codex_argv(*args, **kwargs), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, env=dict(os.environ), timeout=180)
+                          text=True, env=dict(os.environ), timeout=180, cwd=args[2])  # resume runs in cwd
     return proc, [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
 
 
@@ -272,6 +272,37 @@ def test_prompt_hash_on_later_receipts(codex, scripted_model, workspace):
     assert entries[at]["body"]["prompt_sha256"] == digest
     assert all(e["prompt_hash"] == digest for e in entries[at:])
     assert {e["kind"] for e in entries} >= {"lifecycle", "guard_decision", "tool_call"}
+
+
+PLANNED = """
+tasks:
+  plan:
+    steps:
+      - say: "Here is my plan:\\n```json\\n{\\"steps\\": [\\"read\\", \\"edit\\"]}\\n```\\nStarting now."
+    followup:
+      - run: echo editing > edit.txt
+      - say: edited
+"""
+
+
+@pytest.mark.codex
+def test_written_plan_is_hashed_and_carried_by_later_receipts(codex, scripted_model, workspace):
+    import hashlib
+
+    server = scripted_model(PLANNED)
+    sdir = make_session("ao-plan", workspace, FORBIDDEN_POLICY)
+    _, events = run_codex(codex, server, workspace, "ao-plan", "[ao-task:plan] plan first")
+    thread = next(e["thread_id"] for e in events if e.get("type") == "thread.started")
+    resumed, _ = run_codex(codex, server, workspace, "ao-plan", "go ahead", resume_thread=thread)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (workspace / "edit.txt").read_text() == "editing\n"
+    digest = "sha256:" + hashlib.sha256(b'{"steps": ["read", "edit"]}').hexdigest()
+    entries = ledger.read(sdir)
+    plans = [e for e in entries if e["body"].get("event") == "plan"]
+    assert [p["body"]["plan_sha256"] for p in plans] == [digest]
+    after = entries[entries.index(plans[0]):]
+    calls = [e for e in after if e["kind"] == "tool_call"]
+    assert calls and all(c["body"]["plan_hash"] == digest for c in calls)
 
 
 def test_repo_hooks_are_detected(sample_repo, tmp_path):

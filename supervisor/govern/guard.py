@@ -371,11 +371,45 @@ def pre_tool_use(s: Session, payload: dict[str, Any]) -> tuple[bool, str]:
     return allowed, reason
 
 
+def plan_blocks(text: str) -> list[str]:
+    """The fenced JSON blocks in an agent message (its written plan), in order."""
+    out, rest = [], text
+    while "```json" in rest:
+        rest = rest.split("```json", 1)[1]
+        if "```" not in rest:
+            break
+        block, rest = rest.split("```", 1)
+        out.append(block.strip())
+    return out
+
+
+def record_plans(s: Session, payload: dict[str, Any], plans: list[str], source: str) -> None:
+    """Plan attestation: each plan's SHA-256 goes to the ledger and onto every later receipt."""
+    if not plans:
+        return
+    lock = s.lock()
+    try:
+        state = s.read_state()
+        digests = ["sha256:" + sha256(plan.encode()).hexdigest() for plan in plans]
+        state["plan_hash"] = digests[-1]
+        state.setdefault("plan_hashes", []).extend(digests)
+        s.write_state(state)
+    finally:
+        lock.close()
+    for digest in digests:
+        s.spool("lifecycle", {"event": "plan", "source": source, "plan_sha256": digest,
+                              "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id")},
+                state.get("prompt_hash"))
+
+
 def post_tool_use(s: Session, payload: dict[str, Any]) -> None:
     body = _call_body(payload, command_text(payload))
     response = payload.get("tool_response")
     body["response"] = (response if isinstance(response, str) else lean.dumps(response))[:MAX_TEXT]
+    if payload.get("tool_name") == "update_plan":  # codex's own plan tool
+        record_plans(s, payload, [lean.dumps(payload.get("tool_input"))], "update_plan")
     state = update_spend(s, payload)
+    body["plan_hash"] = state.get("plan_hash")
     s.spool("tool_call", body, state.get("prompt_hash"))
     check_budget(s, state, payload)
     _seal(s)
@@ -397,6 +431,9 @@ def user_prompt(s: Session, payload: dict[str, Any]) -> None:
 
 
 def lifecycle(s: Session, payload: dict[str, Any], event: str) -> None:
+    message = payload.get("last_assistant_message")
+    if event == STOP and isinstance(message, str):
+        record_plans(s, payload, plan_blocks(message), "fenced_json")
     state = update_spend(s, payload) if event == STOP else s.read_state()
     body = {"event": event, "thread_id": payload.get("session_id"), "model": payload.get("model"),
             "cwd": payload.get("cwd"), "source": payload.get("source"), "spent_usd": state.get("spent_usd")}
