@@ -190,3 +190,20 @@ def test_rm_refuses_uncommitted_changes_unless_forced(ao, codex, scripted_model,
                               capture_output=True, text=True).stdout
     assert branches.strip()  # the agent's branch survives the worktree
     assert status_of(ao, spawned["session"])["status"] == "done"  # records stay
+
+
+def test_tmux_resume_continues_the_same_thread(ao, codex, scripted_model, config_for, sample_repo):
+    config_for(scripted_model(SCRIPT))
+    spawned = json.loads(ao("spawn", "--tmux", "--repo", str(sample_repo), "--json", "[ao-task:two] go").stdout)
+    session, workspace = spawned["session"], Path(spawned["workspace"])
+    wait_for(lambda: (workspace / "first.txt").exists() and store.get(session).get("thread_id"))
+    thread = store.get(session)["thread_id"]
+    assert ao("kill", session).returncode == 0
+    out = ao("resume", thread, "carry on please")  # by thread id, back into the same session
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: (workspace / "second.txt").exists())
+    record = store.get(session)
+    assert record["thread_id"] == thread and record["runtime"] == "tmux"
+    assert "carry on please" in Path(record["rollout_path"]).read_text()
+    assert ao("kill", session).returncode == 0
+    assert not tmux.alive(session)
