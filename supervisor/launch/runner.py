@@ -75,6 +75,7 @@ def _codex_home(env: dict[str, str]) -> Path:
 def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> str:
     launch, sdir = record["launch"], paths.session_dir(session)
     fold = exec_events.ExecFold(thread_id=record.get("thread_id"))
+    rollout = record.get("rollout_path")
     killed = False
     with open(sdir / "exec.jsonl", "ab") as events_out, open(sdir / "codex.stderr.log", "ab") as err_out:
         try:
@@ -97,6 +98,11 @@ def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> s
             events_out.write(line)
             events_out.flush()
             changes = fold.feed(line)
+            if "thread_id" in changes and not rollout:
+                # codex has created the rollout by now: map thread -> path once, so status never searches
+                found = locate.find_rollout(changes["thread_id"], _codex_home(env), record["started_at"])
+                if found:
+                    rollout = changes["rollout_path"] = str(found)
             if changes:
                 store.update(session, **changes)
                 if changes.get("activity") == "idle" and budget_stopped(session):
@@ -104,7 +110,7 @@ def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> s
                     child.terminate()
         code = child.wait()
     extra: dict[str, Any] = {}
-    if fold.thread_id and not record.get("rollout_path"):
+    if fold.thread_id and not rollout:
         rollout = locate.find_rollout(fold.thread_id, _codex_home(env), record["started_at"])
         if rollout:
             extra["rollout_path"] = str(rollout)

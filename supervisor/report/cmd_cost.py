@@ -105,7 +105,9 @@ def rollout_of(record: Mapping[str, Any]) -> str | None:
     thread = record.get("thread_id")
     if not thread:
         return None
-    found = locate.find_rollout(thread, paths.codex_home(), record.get("started_at"))
+    launch = record.get("launch") or {}
+    home = (launch.get("env") or {}).get("CODEX_HOME") if isinstance(launch, dict) else None
+    found = locate.find_rollout(thread, Path(home) if home else paths.codex_home(), record.get("started_at"))
     return str(found) if found else None
 
 
