@@ -19,8 +19,12 @@ CODEX_VERSION = "0.169.0"
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test may touch the real home: HOME, AO_HOME and CODEX_HOME all point into tmp_path."""
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No test may touch the real home: HOME, AO_HOME and CODEX_HOME all point into tmp_path.
+
+    Afterwards, whatever a test's sessions left running (a failed test does not kill its agents)
+    is ended, so no supervisor, codex or tmux server outlives the test.
+    """
     home = tmp_path / "home"
     for sub in ("", ".codex"):
         (home / sub).mkdir(parents=True, exist_ok=True)
@@ -32,7 +36,20 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    return home
+    yield home
+    _end_leftover_sessions()
+
+
+def _end_leftover_sessions() -> None:
+    from supervisor import paths, store
+    from supervisor.launch import lifecycle, tmux
+
+    if not paths.db_path().exists():
+        return
+    for record in store.all_sessions():
+        lifecycle.kill_tree(record.get("codex_pid"), grace=1.0)
+        lifecycle.kill_tree(record.get("pid"), grace=1.0)
+    subprocess.run(["tmux", "-L", tmux.socket_name(), "kill-server"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

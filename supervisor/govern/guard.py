@@ -16,7 +16,7 @@ import sys
 import time
 
 from supervisor.govern import lean
-from supervisor.govern.redact_min import redact
+from supervisor.redact import redact
 from supervisor.govern.targets import command_targets, patch_files, path_rule_hit, resolve_path
 
 TYPE_CHECKING = False

@@ -28,10 +28,7 @@ SPOOL = "ledger.spool.jsonl"
 KEY_NAME = "ledger_ed25519"
 GENESIS = "0" * 64
 
-try:
-    from supervisor.redact import redact  # type: ignore[attr-defined]
-except ImportError:  # the shared redactor is optional; the minimal one covers the listed shapes
-    from supervisor.govern.redact_min import redact
+from supervisor.redact import redact
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -184,6 +181,23 @@ def _seal_locked(session_dir: Path, key: Any) -> tuple[int, str, int, int]:
         sealed += 1
     _write(session_dir, lines)
     return seq, prev, offset, sealed
+
+
+def spool(session_dir: Path, kind: str, body: Any, prompt_hash: str | None = None) -> None:
+    """Queue one unsigned event for the next seal, in one O_APPEND write; never loads the signing key.
+
+    For long-lived processes such as a session's runner, which would otherwise carry the crypto
+    library in memory for the whole run just to sign its exit.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    line = json.dumps({"ts": time.time(), "kind": kind, "body": redact(body), "prompt_hash": prompt_hash},
+                      separators=(",", ":")) + "\n"
+    fd = os.open(session_dir / SPOOL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def seal(session_dir: Path, ao_home: Path | None = None) -> int:

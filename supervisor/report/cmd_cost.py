@@ -199,7 +199,8 @@ def cost(ctx: click.Context, by: str, since: str | None, until: str | None, tz_n
         entries, warnings = session_entries(store.all_sessions())
     report = build_report(entries, by, tz, since, until, table, warnings)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        from supervisor.report.cli import json_text
+        click.echo(json_text(report))
         return
     if not report["rows"]:
         click.echo("no usage found" + ("" if all_rollouts else "; `ao cost --all` reads every codex rollout"))
