@@ -28,5 +28,16 @@ demo: install
 test: codex
 	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
+# Every benchmark (P1-P6) side by side; prints one table and writes bench/latest.md. BENCH_ARGS=--quick for a smoke run.
+BENCH_ARGS ?=
+bench: codex
+	AO_TEST_HOME=$(TEST_HOME) $(PY) bench/run_all.py $(BENCH_ARGS)
+
+# Fault injection R1-R5 against the real codex (~10 min, not part of `make test`); ends with a table.
+# RELIABILITY_SEED=N replays a run; RELIABILITY_ARGS passes pytest options (e.g. -k r3).
+RELIABILITY_ARGS ?=
+reliability: codex
+	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -p no:cacheprovider -q -s --tb=short reliability $(RELIABILITY_ARGS)
+
 clean:
 	rm -rf $(VENV) .cache build dist *.egg-info

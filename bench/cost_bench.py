@@ -11,30 +11,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from supervisor.launch import codex_bin, command  # noqa: E402
+from benchlib import CODEX_VERSION, RolloutTemplate, ao_argv, provisioned_codex, run_codex_exec, timed  # noqa: E402
 from supervisor.model import script as script_mod  # noqa: E402
 from supervisor.model.server import ScriptedModel, read_ledger  # noqa: E402
 
-CODEX_VERSION = "0.169.0"
 CCUSAGE = "@ccusage/codex@18.0.11"
 KEYS = ("input", "cached_input", "output", "reasoning")
-UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-RESP = re.compile(rb"resp_[0-9a-f]{32}")
-SHIM = ("from supervisor.report.cli import cli\nfrom supervisor.report import cmd_cost\n"
-        "cli.add_command(cmd_cost.cost)\ncli(prog_name='ao')\n")
+CCUSAGE_KEYS = {"input": "inputTokens", "cached_input": "cachedInputTokens", "output": "outputTokens",
+                "reasoning": "reasoningOutputTokens"}
 
 
 def seed_script(steps: int) -> str:
@@ -58,162 +53,142 @@ def make_seed(work: Path, codex: str) -> tuple[Path, dict[str, int]]:
     ws.mkdir()
     server = ScriptedModel(script_mod.load_text(seed_script(16), "bench"), ledger=work / "seed-ledger.jsonl")
     server.start_in_thread()
-    cfg = {"agent": {"reasoning_effort": None}, "codex": {"overrides": {}},
-           "provider": {"id": "bench", "base_url": server.base_url}}
-    spec = command.LaunchSpec(str(ws), "gpt-5.1-codex", "skip", "workspace-write",
-                              command.build_overrides(cfg, "gpt-5.1-codex", [], "", None))
-    env = dict(os.environ, CODEX_HOME=str(home), HOME=str(work))
-
-    def run(argv: list[str]) -> str:
-        done = subprocess.run(argv, cwd=ws, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=300)
-        if done.returncode != 0:
-            raise SystemExit(f"seed codex run failed: {done.stderr[-1000:]}")
-        return next(json.loads(l)["thread_id"] for l in done.stdout.splitlines() if '"thread.started"' in l)
-
-    thread = run(command.exec_argv(codex, spec, "[ao-task:long] do all the steps"))
-    for n in range(2):
-        run(command.exec_argv(codex, spec, f"more, round {n}", resume_thread=thread))
-    fork = command.exec_argv(codex, spec, "and on a fork", resume_thread=thread)
-    fork[fork.index("resume")] = "fork"
-    run(fork)
-    server.shutdown()
-    server.server_close()
+    try:
+        thread = run_codex_exec(codex, server.base_url, ws, home, work, "[ao-task:long] do all the steps")
+        for n in range(2):
+            run_codex_exec(codex, server.base_url, ws, home, work, f"more, round {n}", resume_thread=thread)
+        run_codex_exec(codex, server.base_url, ws, home, work, "and on a fork", resume_thread=thread, fork=True)
+    finally:
+        server.shutdown()
+        server.server_close()
     served = read_ledger(work / "seed-ledger.jsonl")
     return home, {k: sum(e["usage"][k] for e in served) for k in KEYS}
 
 
 def replicate(seed_home: Path, target: Path, gigabytes: float) -> tuple[int, int, int]:
     """Copies of the seed rollouts with fresh ids (same lengths, so fork byte offsets stay right)."""
-    seeds = [(p, p.read_bytes()) for p in sorted((seed_home / "sessions").rglob("rollout-*.jsonl"))]
+    seeds = [(p.name, p.read_bytes()) for p in sorted((seed_home / "sessions").rglob("rollout-*.jsonl"))]
     seed_bytes = sum(len(b) for _, b in seeds)
     copies = max(1, int(gigabytes * 1e9 // seed_bytes))
-    templates = []
-    for path, body in seeds:
-        spots = sorted([(m.start(), m.end(), m.group()) for m in UUID.finditer(body)]
-                       + [(m.start(), m.end(), m.group()) for m in RESP.finditer(body)])
-        pieces, ids, at = [], [], 0
-        for start, end, found in spots:
-            pieces.append(body[at:start])
-            ids.append(found)
-            at = end
-        pieces.append(body[at:])
-        templates.append((path.name, pieces, ids))
+    templates = [RolloutTemplate(name, body) for name, body in seeds]
     files = 0
     for copy in range(copies):
         fresh: dict[bytes, bytes] = {}
-
-        def new_id(old: bytes) -> bytes:
-            if old not in fresh:
-                fresh[old] = (b"resp_" + uuid.uuid4().hex.encode()) if old.startswith(b"resp_") \
-                    else str(uuid.uuid4()).encode()
-            return fresh[old]
-
         day = target / "sessions" / "2026" / f"{copy % 12 + 1:02d}" / f"{copy % 28 + 1:02d}"
         day.mkdir(parents=True, exist_ok=True)
-        for name, pieces, ids in templates:
-            out = [pieces[0]]
-            for found, piece in zip(ids, pieces[1:]):
-                out += [new_id(found), piece]
-            thread = UUID.search(name.encode()).group()  # type: ignore[union-attr]
-            (day / name.replace(thread.decode(), new_id(thread).decode())).write_bytes(b"".join(out))
+        for template in templates:
+            name, body = template.render(fresh)
+            (day / name).write_bytes(body)
             files += 1
     return copies, files, copies * seed_bytes
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int, str, int]:
-    """Wall seconds, peak RSS (bytes) of the child, its stdout, its exit status."""
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        return elapsed, usage.ru_maxrss * 1024, out.read().decode(errors="replace"), proc.returncode
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=1.0, help="corpus size in gigabytes (default 1)")
-    parser.add_argument("--codex", help="codex binary (default: resolved like ao does)")
+    parser.add_argument("--codex", help="codex binary (default: the one `make codex` provisioned)")
     parser.add_argument("--keep", action="store_true", help="keep the temp corpus")
     parser.add_argument("--no-ccusage", action="store_true", help="skip the ccusage comparison")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ao-cost-bench-"))
     try:
-        return run_bench(work, args)
+        result = measure(work, args.gb, args.codex or str(provisioned_codex()), not args.no_ccusage)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"corpus kept in {work}")
+    print_report(result)
+    return 0 if all(ok is not False for _, ok, _ in checks(result)) else 1
 
 
-def run_bench(work: Path, args: Any) -> int:
-    print(f"seeding from the real codex {CODEX_VERSION} against the scripted model ...", flush=True)
-    seed_home, seed_totals = make_seed(work, args.codex or str(codex_bin.resolve("auto", CODEX_VERSION)))
+def run_ccusage(env: dict[str, str]) -> dict[str, Any]:
+    """ccusage's time, peak RSS and totals, or why there are none."""
+    if shutil.which("npx") is None:
+        return {"note": "ccusage skipped: npx not found"}
+    # fetch once outside the timing, so the timed run measures ccusage and not the download
+    fetch = subprocess.run(["npx", "--yes", CCUSAGE, "--help"], env=env, capture_output=True, timeout=300)
+    if fetch.returncode != 0:
+        return {"note": f"ccusage skipped: `npx {CCUSAGE}` is unavailable ({fetch.stderr.decode()[-200:].strip()})"}
+    run = timed(["npx", "--yes", CCUSAGE, "session", "--offline", "--json"], env)
+    if run.returncode:
+        return {"note": f"ccusage exited {run.returncode}; no comparison"}
+    try:
+        totals = json.loads(run.stdout)["totals"]
+        tokens = {k: int(totals[v]) for k, v in CCUSAGE_KEYS.items()}
+    except (ValueError, KeyError, TypeError):
+        tokens = None
+    return {"seconds": run.seconds, "max_rss": run.max_rss, "tokens": tokens, "note": ""}
+
+
+def measure(work: Path, gb: float, codex: str, with_ccusage: bool = True, log: Any = print) -> dict[str, Any]:
+    """Build the corpus in `work`, then time grep, ccusage and ao cold and warm; returns the figures."""
+    log(f"P1: seeding from the real codex {CODEX_VERSION} against the scripted model ...")
+    seed_home, seed_totals = make_seed(work, codex)
     corpus = work / "codex"
-    copies, files, size = replicate(seed_home, corpus, args.gb)
+    copies, files, size = replicate(seed_home, corpus, gb)
     known = {k: v * copies for k, v in seed_totals.items()}
-    print(f"corpus: {files} rollouts, {size / 1e9:.3f} GB ({copies} copies of the seed)", flush=True)
+    log(f"P1: corpus of {files} rollouts, {size / 1e9:.3f} GB ({copies} copies of the seed)")
     env = dict(os.environ, CODEX_HOME=str(corpus), AO_HOME=str(work / "ao-home"), HOME=str(work))
     env.pop("AO_CONFIG", None)
-    ao = [sys.executable, "-c", SHIM, "cost", "--all", "--json"]
+    ao = ao_argv("cost", "--all", "--json")
     subprocess.run(["cat", *map(str, corpus.rglob("*.jsonl"))], stdout=subprocess.DEVNULL)  # page cache warm
-    grep_s, _, grep_out, _ = timed(["sh", "-c", f"LC_ALL=C grep -rc --include='*.jsonl' token_count {corpus}/sessions"
-                                    " >/dev/null"], env)
-    cold_s, cold_rss, cold_out, cold_rc = timed(ao, env)
-    warm_s, warm_rss, warm_out, warm_rc = timed(ao, env)
-    warm_s = min(warm_s, timed(ao, env)[0])
+    grep = timed(["sh", "-c", f"LC_ALL=C grep -rc --include='*.jsonl' token_count {corpus}/sessions >/dev/null"], env)
+    cold = timed(ao, env)
+    warm = [timed(ao, env) for _ in range(3)]
     # what any `ao` command pays before it does anything: the interpreter and the CLI's imports
-    startup_s = min(timed([sys.executable, "-c", SHIM, "cost", "--help"], env)[0] for _ in range(3))
-    if cold_rc or warm_rc:
-        print("ao cost failed", file=sys.stderr)
-        return 1
-    report = json.loads(cold_out)
-    ours = {k: report["totals"]["tokens"][k] for k in KEYS}
-    cc_s: float | None = None
-    note = ""
-    if args.no_ccusage or shutil.which("npx") is None:
-        note = "ccusage skipped: " + ("--no-ccusage" if args.no_ccusage else "npx not found")
-    else:
-        # fetch once outside the timing, so the timed run measures ccusage and not the download
-        fetch = subprocess.run(["npx", "--yes", CCUSAGE, "--help"], env=env, capture_output=True, timeout=300)
-        if fetch.returncode != 0:
-            note = f"ccusage skipped: `npx {CCUSAGE}` is unavailable ({fetch.stderr.decode()[-200:].strip()})"
-        else:
-            cc_s, _, _, cc_rc = timed(["npx", "--yes", CCUSAGE, "session", "--offline", "--json"], env)
-            if cc_rc:
-                note, cc_s = f"ccusage exited {cc_rc}; no comparison", None
-    rows = [
-        ("grep -c token_count", f"{grep_s:.3f}s", "", ""),
-        ("ccusage session --offline", f"{cc_s:.3f}s" if cc_s is not None else "n/a", "", ""),
-        ("ao cost cold", f"{cold_s:.3f}s", f"{cold_rss / 2**20:.0f} MB", ""),
-        ("ao cost warm", f"{warm_s * 1000:.0f} ms", f"{warm_rss / 2**20:.0f} MB", ""),
-        ("  of which startup+imports", f"{startup_s * 1000:.0f} ms", "", ""),
+    startup_s = min(timed(ao_argv("cost", "--help"), env).seconds for _ in range(3))
+    if cold.returncode or any(w.returncode for w in warm):
+        raise SystemExit("ao cost --all --json failed")
+    ours = {k: json.loads(cold.stdout)["totals"]["tokens"][k] for k in KEYS}
+    # ccusage keeps the real HOME, so npx finds its cache instead of downloading into the temp one
+    cc_env = dict(env, HOME=os.environ.get("HOME", str(work)))
+    cc = run_ccusage(cc_env) if with_ccusage else {"note": "ccusage skipped: --no-ccusage"}
+    return {"files": files, "bytes": size, "copies": copies, "known": known, "ours": ours,
+            "grep_s": grep.seconds, "cold_s": cold.seconds, "cold_rss": cold.max_rss,
+            "warm_s": min(w.seconds for w in warm), "warm_rss": max(w.max_rss for w in warm),
+            "warm_same": all(w.stdout == cold.stdout for w in warm), "startup_s": startup_s,
+            "ccusage_s": cc.get("seconds"), "ccusage_rss": cc.get("max_rss"), "ccusage_tokens": cc.get("tokens"),
+            "note": cc["note"]}
+
+
+def checks(r: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    cc_s, peak = r["ccusage_s"], max(r["cold_rss"], r["warm_rss"])
+    return [
+        ("cold >= 5x faster than ccusage", None if cc_s is None else r["cold_s"] * 5 <= cc_s,
+         "n/a" if cc_s is None else f"{cc_s / r['cold_s']:.1f}x"),
+        ("cold <= 2x grep", r["cold_s"] <= 2 * r["grep_s"], f"{r['cold_s'] / r['grep_s']:.2f}x"),
+        ("warm <= 100 ms", r["warm_s"] <= 0.1, f"{r['warm_s'] * 1000:.0f} ms"),
+        ("peak RSS <= 150 MB", peak <= 150 * 2**20, f"{peak / 2**20:.0f} MB"),
+        ("totals equal the corpus", r["ours"] == r["known"], json.dumps(r["ours"]) if r["ours"] != r["known"] else "exact"),
+        ("warm output equals cold", r["warm_same"], ""),
     ]
-    checks = [
-        ("cold >= 5x faster than ccusage", None if cc_s is None else cold_s * 5 <= cc_s,
-         "n/a" if cc_s is None else f"{cc_s / cold_s:.1f}x"),
-        ("cold <= 2x grep", cold_s <= 2 * grep_s, f"{cold_s / grep_s:.2f}x"),
-        ("warm <= 100 ms", warm_s <= 0.1, f"{warm_s * 1000:.0f} ms"),
-        ("peak RSS <= 150 MB", max(cold_rss, warm_rss) <= 150 * 2**20, f"{max(cold_rss, warm_rss) / 2**20:.0f} MB"),
-        ("totals equal the corpus", ours == known, json.dumps(ours) if ours != known else "exact"),
-        ("warm output equals cold", warm_out == cold_out, ""),
+
+
+def print_report(r: dict[str, Any]) -> None:
+    cc_s = r["ccusage_s"]
+    rows = [
+        ("grep -c token_count", f"{r['grep_s']:.3f}s", ""),
+        ("ccusage session --offline", f"{cc_s:.3f}s" if cc_s is not None else "n/a",
+         f"{r['ccusage_rss'] / 2**20:.0f} MB" if r["ccusage_rss"] else ""),
+        ("ao cost cold", f"{r['cold_s']:.3f}s", f"{r['cold_rss'] / 2**20:.0f} MB"),
+        ("ao cost warm", f"{r['warm_s'] * 1000:.0f} ms", f"{r['warm_rss'] / 2**20:.0f} MB"),
+        ("  of which startup+imports", f"{r['startup_s'] * 1000:.0f} ms", ""),
     ]
     print()
+    print(f"corpus: {r['files']} rollouts, {r['bytes'] / 1e9:.3f} GB")
     print(f"{'run':<28}{'time':>12}{'peak RSS':>12}")
-    for name, t, rss, _ in rows:
+    for name, t, rss in rows:
         print(f"{name:<28}{t:>12}{rss:>12}")
     print()
-    for name, ok, detail in checks:
+    for name, ok, detail in checks(r):
         verdict = "SKIP" if ok is None else "PASS" if ok else "FAIL"
         print(f"{verdict:<6}{name:<34}{detail}")
-    if note:
-        print(f"\nnote: {note}")
-    print(f"known totals: {json.dumps(known)}")
-    return 0 if all(ok is not False for _, ok, _ in checks) else 1
+    if r["note"]:
+        print(f"\nnote: {r['note']}")
+    print(f"known totals:   {json.dumps(r['known'])}")
+    print(f"ao totals:      {json.dumps(r['ours'])}")
+    print(f"ccusage totals: {json.dumps(r['ccusage_tokens'])}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LIMIT_MS = 30.0
+FLOOR = "floor: python -c pass"
+STDLIB = "floor: python -I -S -c 'import json, re'"
+GUARD = "guard: hook command via bash (as codex runs it)"
 POLICY = """
 forbidden_commands:
   - {pattern: "git\\\\s+push\\\\s+.*--force", reason: no force pushes}
@@ -41,10 +44,8 @@ def timed(argv: list[str], payload: bytes, runs: int) -> list[float]:
     return times
 
 
-def main() -> int:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    if runs < 100:
-        raise SystemExit("use at least 100 runs")
+def measure(runs: int = 200) -> dict:
+    """Per case: the list of run times (ms); plus the guard's decision and the cases' names in order."""
     from ruamel.yaml import YAML
 
     from supervisor.govern import hooks, policy as policy_mod
@@ -69,10 +70,10 @@ def main() -> int:
         hook = hooks.guard_command("PreToolUse", session, home)
         env_py = sys.executable
         cases = [
-            ("floor: python -c pass", [env_py, "-c", "pass"]),
+            (FLOOR, [env_py, "-c", "pass"]),
             ("floor: python -I -S -c pass", [env_py, "-I", "-S", "-c", "pass"]),
-            ("floor: python -I -S -c 'import json, re'", [env_py, "-I", "-S", "-c", "import json, re"]),
-            ("guard: hook command via bash (as codex runs it)", ["/bin/bash", "-c", hook]),
+            (STDLIB, [env_py, "-I", "-S", "-c", "import json, re"]),
+            (GUARD, ["/bin/bash", "-c", hook]),
             ("guard: python -m supervisor.govern.guard (site, no -I -S)",
              [env_py, "-m", "supervisor.govern.guard", "--event", "PreToolUse", "--session", session,
               "--home", str(home)]),
@@ -86,14 +87,22 @@ def main() -> int:
                 results[name] += timed(argv, payload, 1)
         spool = (sdir / "ledger.spool.jsonl").read_text().splitlines()
         decision = json.loads(spool[-1])["body"]["decision"]
+    return {"runs": runs, "times": results, "decision": decision,
+            "guard_ms": statistics.median(results[GUARD]), "floor_ms": statistics.median(results[FLOOR]),
+            "stdlib_ms": statistics.median(results[STDLIB])}
+
+
+def main() -> int:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    if runs < 100:
+        raise SystemExit("use at least 100 runs")
+    r = measure(runs)
     print(f"runs per case: {runs}; cpus: {os.cpu_count()}; python {sys.version.split()[0]}")
-    for name, times in results.items():
+    for name, times in r["times"].items():
         qs = statistics.quantiles(times, n=20)
         print(f"  {name:58s} median {statistics.median(times):6.1f} ms  p5 {qs[0]:6.1f}  p95 {qs[-1]:6.1f}")
-    guard_ms = statistics.median(results[cases[3][0]])
-    stdlib_ms = statistics.median(results[cases[2][0]])
-    floor_ms = statistics.median(results[cases[0][0]])
-    print(f"guard decision ({decision}) median {guard_ms:.1f} ms; {guard_ms - floor_ms:+.1f} ms vs `python -c pass`, "
+    guard_ms, stdlib_ms, floor_ms = r["guard_ms"], r["stdlib_ms"], r["floor_ms"]
+    print(f"guard decision ({r['decision']}) median {guard_ms:.1f} ms; {guard_ms - floor_ms:+.1f} ms vs `python -c pass`, "
           f"{guard_ms - stdlib_ms:+.1f} ms vs a bare `python -I -S` that imports json and re")
     verdict = "PASS" if guard_ms <= LIMIT_MS else "FAIL"
     print(f"{verdict}: median {guard_ms:.1f} ms {'<=' if verdict == 'PASS' else '>'} {LIMIT_MS:.0f} ms")
