@@ -20,7 +20,7 @@ def _patterns() -> dict:
         # NAME=value or NAME: value inside free text (commands, outputs).
         _compiled["assignment"] = re.compile(
             r"(?i)\b([A-Z0-9_]*(?:_KEY|_TOKEN|SECRET[A-Z0-9_]*|PASSWORD[A-Z0-9_]*|PASSWD))"
-            r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s\"';&|]+)")
+            r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s\"';&|,}]+)")  # NAME=v, NAME: v, "NAME": "v"
         _compiled["token"] = re.compile(
             r"\bsk-[A-Za-z0-9_\-]{16,}"            # OpenAI-style keys, sk-proj-...
             r"|\bgh[pousr]_[A-Za-z0-9]{20,}"        # GitHub classic tokens
@@ -36,11 +36,17 @@ def _suspicious(text: str) -> bool:
     return any(t in upper for t in _TRIGGERS_UPPER) or any(t in text for t in _TRIGGERS)
 
 
+def _mask_assignment(match: "object") -> str:
+    name, sep, value = match.group(1), match.group(2), match.group(3)  # type: ignore[attr-defined]
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{name}{sep}{quote}{MASK}{quote}"  # a quoted value stays quoted, so JSON stays JSON
+
+
 def redact_text(text: str) -> str:
     if not text or not _suspicious(text):
         return text
     p = _patterns()
-    text = p["assignment"].sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+    text = p["assignment"].sub(_mask_assignment, text)
     return p["token"].sub(MASK, text)
 
 

@@ -207,3 +207,29 @@ def test_tmux_resume_continues_the_same_thread(ao, codex, scripted_model, config
     assert "carry on please" in Path(record["rollout_path"]).read_text()
     assert ao("kill", session).returncode == 0
     assert not tmux.alive(session)
+
+
+def test_codex_does_not_outlive_a_killed_supervisor(ao, codex, scripted_model, config_for, sample_repo):
+    """Found by the reliability suite: kill -9 of the runner once left codex running unsupervised."""
+    config_for(scripted_model(SCRIPT))
+    session = json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json", "[ao-task:slow] go").stdout)["session"]
+    record = wait_for(lambda: (lambda r: r if r.get("codex_pid") else None)(store.get(session)))
+    codex_proc = psutil.Process(record["codex_pid"])
+    tree = [codex_proc, *codex_proc.children(recursive=True)]
+    psutil.Process(record["pid"]).kill()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    status = status_of(ao, session)
+    assert status["status"] == "failed" and status["activity"] == "exited"
+
+
+def test_parallel_spawns_into_one_repo_all_get_worktrees(ao, codex, scripted_model, config_for, sample_repo):
+    """Found by the reliability suite: concurrent `git worktree add` in one repo sometimes failed."""
+    import concurrent.futures
+    config_for(scripted_model(SCRIPT))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda _: ao("spawn", "--headless", "--repo", str(sample_repo), "--json",
+                                          "[ao-task:quick] go"), range(8)))
+    assert [o.returncode for o in outs] == [0] * 8, [o.stderr for o in outs if o.returncode]
+    sessions = [json.loads(o.stdout)["session"] for o in outs]
+    assert ao("wait", *sessions, "--timeout", "120").returncode == 0

@@ -353,7 +353,45 @@ def test_receipts_pair_calls_with_outputs_and_redact() -> None:
 
 def test_redact_shapes() -> None:
     assert redact_text("token github_pat_11ABCDEFGHIJKLMNOPQRSTUV_xyz end") == f"token {MASK} end"
-    assert redact_text("export AWS_SECRET_ACCESS_KEY='a b' && ls") == f"export AWS_SECRET_ACCESS_KEY={MASK} && ls"
+    assert redact_text("export AWS_SECRET_ACCESS_KEY='a b' && ls") == f"export AWS_SECRET_ACCESS_KEY='{MASK}' && ls"
+    # JSON-style keys inside text, the way tool arguments arrive; the result stays valid JSON
+    as_json = redact_text('{"api_key": "v1", "GH_TOKEN": "v2", "name": "x"}')
+    assert json.loads(as_json) == {"api_key": MASK, "GH_TOKEN": MASK, "name": "x"}
     assert redact_text("cache_key_count=3 monkey=2") == "cache_key_count=3 monkey=2"
     assert redact({"Password": "x", "nested": [{"my_secret_thing": 1}], "plain": "sk-proj-abcdefghijklmnopqrstuv"}) == \
         {"Password": MASK, "nested": [{"my_secret_thing": MASK}], "plain": MASK}
+
+
+def test_a_truncated_record_line_does_not_switch_off_token_counts(home: Path) -> None:
+    """Found by the reliability suite: a cut-off token_usage_record line once hid every later token_count."""
+    cut = b'{"timestamp":"2026-11-20T10:00:00.000Z","type":"token_usage_record","payload":{"usage":\n'
+    body = (meta(tid(1)) + model_line() + token_count((100, 0, 10, 0)) + cut + token_count((300, 0, 30, 0)))
+    path = rollout_file(home, 1, body)
+    result = scan_all(home)
+    assert totals(result, path) == (300, 0, 30, 0)
+    assert any(f"{path}:4" in w for w in result.warnings)
+
+
+def test_a_file_replaced_between_stat_and_read_is_read_again(home: Path) -> None:
+    """Found by the reliability suite: the index once kept the old file's stat with the new file's totals."""
+    path = rollout_file(home, 1, meta(tid(1)) + model_line() + token_count((100, 0, 10, 0)))
+    assert totals(scan_all(home), path) == (100, 0, 10, 0)
+    with open(path, "ab") as fh:
+        fh.write(token_count((150, 0, 15, 0)))
+    real_open = rollout.open if hasattr(rollout, "open") else open
+    swapped = path.with_suffix(".swap")
+    swapped.write_bytes(meta(tid(1)) + model_line() + token_count((14, 0, 1, 0)))
+    original = path.read_bytes()
+
+    def replacing_open(file, mode="r", *args, **kwargs):  # the path is replaced right before the read
+        if os.fspath(file) == str(path) and "b" in mode:
+            os.replace(swapped, path)
+        return real_open(file, mode, *args, **kwargs)
+
+    rollout.open = replacing_open  # type: ignore[attr-defined]
+    try:
+        scan_all(home)
+    finally:
+        del rollout.open  # type: ignore[attr-defined]
+    path.write_bytes(original)  # the original comes back
+    assert totals(scan_all(home), path) == (150, 0, 15, 0)

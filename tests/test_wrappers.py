@@ -452,3 +452,14 @@ def test_cli_status_and_install(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "wrote" in result.output
     result = runner.invoke(wrappers_cli, ["status"])
     assert result.exit_code == 0 and result.output.count(" ok ") == 3
+
+
+def test_reader_resynchronises_after_a_torn_write(tmp_path, monkeypatch):
+    """Found by the reliability suite: a write cut short by a full disk glued the next event onto it."""
+    from supervisor.observe import events as events_mod
+    monkeypatch.setenv("AO_HOME", str(tmp_path))
+    path = events_mod.events_path("s1")
+    path.parent.mkdir(parents=True)
+    whole = '{"ts":2,"session":"s1","cmd":"git","event":"branch","name_hex":"6669782f61"}'
+    path.write_text('{"ts":1,"session":"s1","cm' + whole + "\n")
+    assert [e["name"] for e in events_mod.read_events("s1")] == ["fix/a"]

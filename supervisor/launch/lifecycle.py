@@ -40,6 +40,18 @@ def kill_tree(pid: int | None, grace: float = 3.0) -> list[int]:
     return [p.pid for p in procs]
 
 
+def end_orphan(codex_pid: int | None) -> None:
+    """End a codex whose supervisor died; only if that pid still is a codex (pids get reused)."""
+    if not codex_pid:
+        return
+    try:
+        name = " ".join(psutil.Process(codex_pid).cmdline()[:1])
+    except psutil.Error:
+        return
+    if name.endswith("codex"):
+        kill_tree(codex_pid)
+
+
 def kill(session: str) -> dict[str, Any]:
     record = store.get(session)
     session = record["session"]

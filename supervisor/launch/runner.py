@@ -39,6 +39,15 @@ def wait_for_slot(session: str, limit: int, poll: float = 0.25) -> None:
         time.sleep(poll)
 
 
+def _die_with_parent() -> None:
+    """In the codex child: get SIGTERM when this runner dies, even by kill -9 (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere `ao status` ends an orphaned codex when it sees the runner gone
+
+
 def budget_stopped(session: str) -> bool:
     return bool(guard.session_governance(str(paths.ao_home()), session)["budget_blocked"])
 
@@ -80,7 +89,7 @@ def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> s
     with open(sdir / "exec.jsonl", "ab") as events_out, open(sdir / "codex.stderr.log", "ab") as err_out:
         try:
             child = subprocess.Popen(launch["argv"], cwd=record["workspace"], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=err_out)
+                                     stdout=subprocess.PIPE, stderr=err_out, preexec_fn=_die_with_parent)
         except OSError as exc:
             return finish(session, None, True, f"cannot start codex: {exc}", {})
 
@@ -117,6 +126,8 @@ def run_headless(session: str, record: dict[str, Any], env: dict[str, str]) -> s
     if killed:
         store.update(session, status="killed")
     error = fold.error or _stderr_tail(sdir / "codex.stderr.log")
+    if code is not None and code < 0 and not killed:
+        error = f"codex was killed by signal {-code}" + (f" ({error})" if error else "")
     return finish(session, code, fold.failed, error, extra, blocked=blocked or budget_stopped(session))
 
 
@@ -154,9 +165,14 @@ def run(session: str) -> int:
     return 0 if runner(session, store.get(session), env) == "done" else 1
 
 
+_STDERR_NOISE = ("Reading additional input from stdin", "WARNING: proceeding, even though")
+
+
 def _stderr_tail(path: Path) -> str:
+    """codex's last meaningful stderr line (its start-up chatter is not an error)."""
     try:
-        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+        lines = [l for l in path.read_text(errors="replace").splitlines()
+                 if l.strip() and not l.startswith(_STDERR_NOISE)]
     except OSError:
         return ""
     return lines[-1][:500] if lines else ""

@@ -1,8 +1,12 @@
 """Workspaces: a git worktree per session on its own branch, or an existing directory."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from supervisor import paths
 from supervisor.errors import FatalError
@@ -27,6 +31,16 @@ def repo_root(path: Path) -> Path:
     return Path(proc.stdout.strip())
 
 
+@contextmanager
+def _repo_lock(root: Path) -> Iterator[None]:
+    locks = paths.ao_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    with open(locks / f"worktree-{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def create_worktree(repo: Path, session: str, base: str | None = None) -> tuple[Path, str]:
     """`git worktree add -b ao/<session>` under $AO_HOME/worktrees; returns (dir, branch)."""
     root = repo_root(repo)
@@ -36,7 +50,8 @@ def create_worktree(repo: Path, session: str, base: str | None = None) -> tuple[
     args = ["worktree", "add", "-b", branch, str(target)]
     if base:
         args.append(base)
-    proc = _git(args, cwd=root)
+    with _repo_lock(root):  # git's worktree bookkeeping is not safe against parallel `worktree add`
+        proc = _git(args, cwd=root)
     if proc.returncode != 0:
         raise FatalError(f"cannot create a worktree of {root}: {proc.stderr.strip()}")
     return target, branch
@@ -62,6 +77,7 @@ def trust_roots(workspace: Path) -> list[str]:
 def remove_worktree(repo: Path, workspace: Path, delete_branch: bool = False) -> None:
     """Remove a worktree ao made; its branch is kept (it may hold the agent's commits) unless asked."""
     branch = current_branch(workspace)
-    _git(["worktree", "remove", "--force", str(workspace)], cwd=repo)
-    if delete_branch and branch and branch.startswith("ao/"):
-        _git(["branch", "-D", branch], cwd=repo)
+    with _repo_lock(repo):
+        _git(["worktree", "remove", "--force", str(workspace)], cwd=repo)
+        if delete_branch and branch and branch.startswith("ao/"):
+            _git(["branch", "-D", branch], cwd=repo)

@@ -56,6 +56,10 @@ def read_events(session: str) -> list[dict[str, Any]]:
     events = []
     for line in raw.split(b"\n"):
         event = parse_line(line) if line.strip() else None
+        if event is None and b'{"ts":' in line[1:]:
+            # a write cut short by a full disk leaves a fragment with no newline, and the next
+            # event is glued onto it: resynchronise on the last record start in the line
+            event = parse_line(line[line.rindex(b'{"ts":'):])
         if event is not None and event.get("session", session) == session:
             events.append(event)
     return events

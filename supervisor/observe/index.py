@@ -11,6 +11,7 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator
 
 import orjson
@@ -295,6 +296,10 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
         fold_state = orjson.loads(row[7]) if row[7] else {}
         warnings = orjson.loads(row[8]) if row[8] else []
     start = tail.offset
+    try:
+        st = os.stat(path)  # fresh: the stat taken for the whole refresh may predate a replacement
+    except OSError:
+        pass
     if tail.sync(st):
         out.resets += 1
         _forget(con, path)
@@ -326,6 +331,12 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     except OSError as exc:
         tail.warnings.append(f"{path}: read failed at byte {tail.offset}: {exc.strerror}")
     duplicates += _store(con, path, batch, seen, cold, acc)
+    if tail.torn:
+        # replaced between the stat and the open: nothing was read; size -1 forces a re-read next time
+        st = SimpleNamespace(st_size=-1, st_mtime_ns=st.st_mtime_ns, st_ino=st.st_ino, st_dev=st.st_dev)
+        tail.warnings.append(f"{path}: replaced while being read; it is read again on the next run")
+    elif tail.read_stat is not None:
+        st = tail.read_stat  # describe the file that was actually read, not the path's earlier state
     out.read_files += 1
     out.read_bytes += tail.offset - start
     warnings = (warnings + tail.warnings + fold.warnings)[:MAX_FILE_WARNINGS]

@@ -47,6 +47,8 @@ class RolloutTail:
         self.compressed = self.path.endswith(".zst")
         self.warnings: list[str] = []
         self.pending = 0  # bytes of an incomplete last line left for the next read
+        self.read_stat: os.stat_result | None = None  # fstat of the file actually read
+        self.torn = False  # the path was replaced between sync() and the read: nothing was read
         self._fast: Callable[[bytes, int], Iterable[tuple[int, int]]] = lambda chunk, end: ()
         self._where: tuple[bytes, int, int] = (b"", 0, 0)
 
@@ -108,6 +110,12 @@ class RolloutTail:
                     left -= len(got)
         else:
             fh = open(self.path, "rb")
+            st = os.fstat(fh.fileno())
+            if self.inode is not None and (st.st_ino, st.st_dev) != (self.inode, self.dev):
+                fh.close()  # replaced since sync(): our offset belongs to another file
+                self.torn = True
+                return
+            self.read_stat = st
             fh.seek(self.offset)
         with fh:
             yield from self._scan(fh, markers)

@@ -45,13 +45,13 @@ class ResponseUsage:
 def usage_spans(chunk: bytes, last_nl: int, has_records: bool) -> list[tuple[int, int]]:
     """(start, end) of the lines usage needs, in order: two passes over the chunk instead of one a type.
 
-    Once a file has a token_usage_record its token_count lines are not needed, so they are left out
-    after the chunk's first record.
+    Once a file has a valid token_usage_record its token_count lines are not needed, so later chunks
+    leave them out (the caller skips them within the chunk where the first record is parsed).
     """
     spans: dict[int, int] = {}
-    first_record = 0 if has_records else chunk.find(RECORD_MARKER, 0, last_nl)
-    if first_record < 0:
-        first_record = last_nl
+    # Only a record already parsed proves the file has them: a line merely naming the type may be
+    # truncated, and skipping token_count lines on its word would silently drop usage.
+    first_record = 0 if has_records else last_nl
     find, rfind = chunk.find, chunk.rfind
     pos = find(_T, 0, last_nl)
     while pos >= 0:

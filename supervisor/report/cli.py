@@ -125,6 +125,8 @@ def refresh(record: dict[str, Any]) -> dict[str, Any]:
         fresh = store.get(record["session"])  # the runner may have finished between the two reads
         if not store.is_live(fresh):
             return fresh
+        from supervisor.launch import lifecycle
+        lifecycle.end_orphan(fresh.get("codex_pid"))  # codex must not run on unsupervised
         store.update(record["session"], status="failed", activity="exited", ended_at=time.time(),
                      error="the session's supervisor process died before codex finished")
         return store.get(record["session"])
