@@ -191,7 +191,10 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
         roots = [str(r) + os.sep for r in prune_roots]
         present = {p for p, st in stats.items() if st is not None}
         gone = [p for p in known if roots and p.startswith(tuple(roots)) and p not in present]
-        todo = [p for p in present if _changed(known.get(p), stats[p])]
+        # oldest first (rollout names start with their time), so a response repeated in a fork or
+        # resume is always credited to the file that had it first, the same on every run
+        todo = sorted((p for p in wanted if p in present and _changed(known.get(p), stats[p])),
+                      key=os.path.basename)
         if todo or gone:
             con.execute("BEGIN IMMEDIATE")
             try:
