@@ -1,13 +1,19 @@
 """Where ao keeps its data. Everything lives under one env-overridable home."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
 
 
 def ao_home() -> Path:
-    env = os.environ.get("AO_HOME")
+    return _home_for(os.environ.get("AO_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _home_for(env: str | None, _home: str | None) -> Path:
+    # cached per environment value: `ao status` asks hundreds of times per call
     return Path(env).expanduser() if env else Path.home() / ".agent-orchestrator"
 
 

@@ -239,15 +239,17 @@ def status_rows(ctx: click.Context, records: list[dict[str, Any]]) -> list[dict[
     table = pricing.load_table(_cfg(ctx).data.get("pricing"))
     records = [refresh(r) for r in records]
     usage = sessions_usage(records, table)
+    home = str(paths.ao_home())
     rows = []
     for record in records:
         row = views.status_row(record, table)
         if record["session"] in usage:
             tokens, cost, _models = usage[record["session"]]
             row["tokens"], row["cost_usd"] = dict(tokens), views.money(cost)
-        gov = guard.session_governance(str(paths.ao_home()), record["session"])
-        row["approval_id"] = gov["waiting_input"]
-        if store.is_live(record):
+        row["approval_id"] = None
+        if store.is_live(record):  # approvals and budget stops only matter while the agent runs
+            gov = guard.session_governance(home, record["session"])
+            row["approval_id"] = gov["waiting_input"]
             row["activity"] = activity.activity(record.get("rollout_path"), True, pending_approval=bool(gov["waiting_input"]),
                                                 guard_blocked=gov["budget_blocked"]) or row["activity"]
         rows.append(row)
