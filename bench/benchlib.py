@@ -34,21 +34,9 @@ def test_home() -> Path:
 
 
 def provisioned_codex() -> Path:
-    """The codex binary `make codex` installed, provisioned through ao's own resolver if missing."""
+    """The codex binary `make codex` installed, provisioned through ao's own code if missing."""
     from supervisor.launch import codex_bin
-    cache = test_home() / "cache" / "codex" / CODEX_VERSION
-    binary = codex_bin.native_binary(cache)
-    if not binary.exists():
-        saved = os.environ.get("AO_HOME")
-        os.environ["AO_HOME"] = str(test_home())
-        try:
-            codex_bin.provision_codex(CODEX_VERSION)
-        finally:
-            if saved is None:
-                os.environ.pop("AO_HOME", None)
-            else:
-                os.environ["AO_HOME"] = saved
-    return binary
+    return codex_bin.ensure_cached(CODEX_VERSION, test_home() / "cache" / "codex")
 
 
 def link_codex_cache(ao_home: Path) -> None:

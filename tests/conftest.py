@@ -56,18 +56,8 @@ def _end_leftover_sessions() -> None:
 def shared_codex_cache() -> Path:
     """The codex install `make codex` provisioned (through ao's own resolver), shared by all tests."""
     test_home = Path(os.environ.get("AO_TEST_HOME") or ROOT / ".cache" / "test-home")
-    cache = test_home / "cache" / "codex" / CODEX_VERSION
-    if not codex_bin.native_binary(cache).exists():
-        saved = os.environ.get("AO_HOME")
-        os.environ["AO_HOME"] = str(test_home)
-        try:
-            codex_bin.provision_codex(CODEX_VERSION)
-        finally:
-            if saved is None:
-                os.environ.pop("AO_HOME", None)
-            else:
-                os.environ["AO_HOME"] = saved
-    return cache
+    codex_bin.ensure_cached(CODEX_VERSION, test_home / "cache" / "codex")
+    return test_home / "cache" / "codex" / CODEX_VERSION
 
 
 @pytest.fixture

@@ -148,16 +148,23 @@ def _remember(configured: str, version: str, path: str) -> None:
         pass  # a cache we cannot write only costs a re-resolve next time
 
 
-def provision_codex(version: str) -> Path:
-    """`npm install @openai/codex@VERSION` into ao's cache and return the native binary."""
+def ensure_cached(version: str, cache_dir: Path) -> Path:
+    """The native binary of VERSION under cache_dir, installed there with npm if it is missing."""
+    binary = native_binary(cache_dir / version)
+    return binary if binary.exists() else provision_codex(version, cache_dir)
+
+
+def provision_codex(version: str, cache_dir: Path | None = None) -> Path:
+    """`npm install @openai/codex@VERSION` into ao's cache (or cache_dir) and return the native binary."""
     npm = shutil.which("npm")
     if not npm:
         raise FatalError(
             "codex is not installed and npm is missing, so ao cannot install it.\n"
             "Install Node.js and npm (e.g. `apt-get install nodejs npm`), or install codex yourself "
             "and set `codex.binary` in agent-orchestrator.yaml.")
-    target = paths.codex_cache_dir() / version
-    staging = paths.codex_cache_dir() / f".{version}.installing.{os.getpid()}"
+    cache_dir = cache_dir or paths.codex_cache_dir()
+    target = cache_dir / version
+    staging = cache_dir / f".{version}.installing.{os.getpid()}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
