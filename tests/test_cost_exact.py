@@ -203,8 +203,10 @@ def test_cost_all_equals_the_ledger(codex, scripted_model, config_for, sample_re
     assert cost_cli("cost", "--all", "--json").stdout == out.stdout
 
     # receipts of the spawned session: one exec_command, exit code 0
-    receipts = json.loads(cost_cli("receipts", spawned["session"], "--json").stdout)["receipts"]
+    stream = json.loads(cost_cli("receipts", spawned["session"], "--json").stdout)["receipts"]
+    receipts = [r for r in stream if r["kind"] == "tool_call"]
     assert [(r["tool"], r["exit_code"], r["status"]) for r in receipts] == [("exec_command", 0, "completed")]
+    assert [r["decision"] for r in stream if r["kind"] == "guard_decision"] == ["allow"]  # the guard saw it
 
     # the token_count fallback on the same real rollouts: records renamed to an unknown type (same
     # length, so the fork's history_base byte offset still points at the right place in its parent)

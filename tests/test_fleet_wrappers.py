@@ -52,6 +52,17 @@ def test_twenty_agents_branches_and_prs_land_in_status(ao, codex, scripted_model
         assert row["pr_url"] == f"https://github.com/acme/repo/pull/{n}"
         assert row["pr_number"] == n
         assert row["status"] == ("merged" if n == 3 else "pr_open")
+    # each wrapper event is a receipt, once, in the session's signed stream
+    first = next(iter(sessions))
+    stream = json.loads(ao("receipts", first, "--json").stdout)["receipts"]
+    wrapper = [r for r in stream if r["kind"] == "wrapper_event"]
+    assert [r["event"] for r in wrapper] == ["branch", "pr"]
+    assert wrapper[0]["detail"]["name"] == f"feature/agent-{sessions[first]}"
+    assert [r["kind"] for r in stream].count("tool_call") >= 2
+    bundle = tmp_path / "bundle.json"
+    assert ao("receipts", "export", first, "-o", str(bundle)).returncode == 0
+    assert ao("receipts", "verify", str(bundle)).returncode == 0
+    assert bundle.read_text().count('"kind":"wrapper_event"') == 2
     # the agent saw gh's output unchanged through the wrapper
     exec_log = (Path(os.environ["AO_HOME"]) / "sessions" / next(iter(sessions)) / "exec.jsonl").read_text()
     assert "Creating pull request for feature/agent-" in exec_log

@@ -52,8 +52,11 @@ def test_forbidden_command_is_denied_and_signed_into_the_ledger(ao, codex, scrip
     assert "recursive deletes are not allowed here" in text and '"spawn"' in text and '"exit"' in text
     listing = ao("receipts", spawned["session"], "--json")
     assert listing.returncode == 0, listing.stderr
-    tools = [r["arguments"] for r in json.loads(listing.stdout)["receipts"]]
+    stream = json.loads(listing.stdout)["receipts"]
+    tools = [r["arguments"] for r in stream if r["kind"] == "tool_call"]
     assert any("rm -rf ./backup" in json.dumps(a) for a in tools)
+    denials = [r for r in stream if r["kind"] == "guard_decision" and r["decision"] == "deny"]
+    assert [d["detail"]["reason"] for d in denials] == ["recursive deletes are not allowed here"]
 
 
 def test_budget_stops_the_agent_blocked(ao, codex, scripted_model, config_for, sample_repo, tmp_path):

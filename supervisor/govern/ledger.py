@@ -200,6 +200,39 @@ def spool(session_dir: Path, kind: str, body: Any, prompt_hash: str | None = Non
         os.close(fd)
 
 
+def ingest_wrapper_events(session_dir: Path) -> int:
+    """Queue the wrappers' new events.jsonl lines as wrapper_event receipts, each exactly once.
+
+    A cursor file keeps the byte offset already taken, under a lock, so concurrent callers (status
+    calls, the runner's end) never queue a line twice; a torn last line waits for its newline.
+    """
+    from supervisor.observe import events as events_mod
+
+    source = session_dir / "events.jsonl"
+    if not source.exists():
+        return 0
+    cursor_path = session_dir / "events.ledgered"
+    with open(session_dir / ".events.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            offset = int(cursor_path.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            offset = 0
+        with open(source, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        taken = 0
+        for raw in data[:end].split(b"\n"):
+            event = events_mod.parse_line(raw) if raw.strip() else None
+            if event is not None:
+                spool(session_dir, "wrapper_event", event)
+                taken += 1
+        if end:
+            paths.atomic_write(cursor_path, str(offset + end))
+    return taken
+
+
 def seal(session_dir: Path, ao_home: Path | None = None) -> int:
     """Sign and move new spool lines into the ledger; returns how many were sealed."""
     key = load_or_create_key(ao_home or session_dir.parents[1])

@@ -71,6 +71,7 @@ def finish(session: str, code: int | None, failed: bool, error: str | None, extr
         fields["error"] = error or f"codex exited {code}"
     store.update(session, **fields)
     try:
+        ledger.ingest_wrapper_events(paths.session_dir(session))
         ledger.spool(paths.session_dir(session), "lifecycle", {"event": "exit", "status": status, "exit_code": code})
     except (OSError, FatalError) as exc:  # the run's end is already recorded in the store
         print(f"ao runner: cannot append the exit to the ledger: {exc}", file=sys.stderr)

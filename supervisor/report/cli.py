@@ -106,7 +106,11 @@ LAZY_COMMANDS: dict[str, Any] = {
 
 def fold_events(record: dict[str, Any]) -> dict[str, Any]:
     """Fold the wrappers' branch and PR events into the record; a failed or killed run keeps that status."""
-    fields = events.fold(events.read_events(record["session"]))
+    found = events.read_events(record["session"])
+    if found and store.is_live(record):  # the runner takes the rest into the ledger when the run ends
+        from supervisor.govern import ledger
+        ledger.ingest_wrapper_events(paths.session_dir(record["session"]))
+    fields = events.fold(found)
     if record["status"] in ("failed", "killed", "queued", "spawning"):
         fields.pop("status", None)
     changed = {k: v for k, v in fields.items() if record.get(k) != v}

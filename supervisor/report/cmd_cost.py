@@ -225,18 +225,45 @@ def receipts(session: str, as_json: bool) -> None:
     if path is None:
         raise FatalError(f"session {record['session']} has no rollout yet; it appears once codex has started")
     warnings: list[str] = []
-    found = receipts_mod.read_receipts(path, warnings)
+    stream = [{"kind": "tool_call", "at": r.started_at, **r.as_dict()} for r in receipts_mod.read_receipts(path, warnings)]
+    stream += ledger_receipts(record["session"])
+    stream.sort(key=lambda r: r["at"] or "")
     if as_json:
-        click.echo(json.dumps({"session": record["session"], "rollout_path": path,
-                               "receipts": [r.as_dict() for r in found], "warnings": warnings}, indent=2))
+        from supervisor.report.cli import json_text
+        click.echo(json_text({"session": record["session"], "rollout_path": path, "receipts": stream,
+                              "warnings": warnings}))
         return
     from tabulate import tabulate
-    body = [[r.started_at or "-", r.tool, "-" if r.exit_code is None else str(r.exit_code), r.status,
-             _short(r.arguments)] for r in found]
-    click.echo(tabulate(body, headers=["STARTED", "TOOL", "EXIT", "STATUS", "ARGUMENTS"], tablefmt="simple",
+    body = [[r["at"] or "-", r["kind"], r.get("tool") or r.get("event") or "-",
+             "-" if r.get("exit_code") is None else str(r["exit_code"]), r.get("status") or r.get("decision") or "-",
+             _short(r.get("arguments") if r["kind"] == "tool_call" else r.get("detail"))] for r in stream]
+    click.echo(tabulate(body, headers=["AT", "KIND", "WHAT", "EXIT", "STATUS", "DETAIL"], tablefmt="simple",
                         disable_numparse=True) if body else f"no tool calls in {path}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+LEDGER_KINDS = ("wrapper_event", "guard_decision", "approval", "budget_stop")
+
+
+def ledger_receipts(session: str) -> list[dict[str, Any]]:
+    """Wrapper events, guard decisions, approvals and budget stops from the session's signed ledger."""
+    from supervisor.govern import ledger
+    sdir = paths.session_dir(session)
+    if not (sdir / "ledger.jsonl").exists() and not (sdir / "ledger.spool.jsonl").exists():
+        return []
+    ledger.ingest_wrapper_events(sdir)
+    out = []
+    for entry in ledger.read(sdir):
+        if entry.get("kind") not in LEDGER_KINDS:
+            continue
+        body = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+        at = dt.datetime.fromtimestamp(float(entry["ts"]), dt.timezone.utc).isoformat(timespec="milliseconds")
+        out.append({"kind": entry["kind"], "at": at.replace("+00:00", "Z"), "seq": entry.get("seq"),
+                    "event": body.get("event"), "decision": body.get("decision"),
+                    "detail": {k: v for k, v in body.items() if k not in ("event", "decision")},
+                    "prompt_hash": entry.get("prompt_hash")})
+    return out
 
 
 def _short(arguments: Any, width: int = 70) -> str:
