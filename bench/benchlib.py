@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import platform
 import re
 import subprocess
@@ -10,8 +11,9 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 CODEX_VERSION = "0.169.0"
@@ -26,6 +28,19 @@ BYTECODE_NOTE = ""
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
     BYTECODE_NOTE = "PYTHONDONTWRITEBYTECODE was set in the caller's environment; the benchmarks unset it"
 os.environ.setdefault("PYTHONPYCACHEPREFIX", str(ROOT / ".cache" / "bench-pycache"))
+
+
+@contextmanager
+def scratch(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A temp work dir for one benchmark, removed afterwards unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def test_home() -> Path:

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchlib import CODEX_VERSION, RolloutTemplate, ao_argv, provisioned_codex, run_codex_exec, timed  # noqa: E402
+from benchlib import CODEX_VERSION, RolloutTemplate, ao_argv, provisioned_codex, run_codex_exec, scratch, timed  # noqa: E402
 from supervisor.model import script as script_mod  # noqa: E402
 from supervisor.model.server import ScriptedModel, read_ledger  # noqa: E402
 
@@ -90,14 +89,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp corpus")
     parser.add_argument("--no-ccusage", action="store_true", help="skip the ccusage comparison")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ao-cost-bench-"))
-    try:
+    with scratch("ao-cost-bench-", args.keep) as work:
         result = measure(work, args.gb, args.codex or str(provisioned_codex()), not args.no_ccusage)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"corpus kept in {work}")
     print_report(result)
     return 0 if all(ok is not False for _, ok, _ in checks(result)) else 1
 

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchlib import ao_argv, ao_env, provisioned_codex, run_ao, stop_model, write_config  # noqa: E402
+from benchlib import ao_argv, ao_env, provisioned_codex, run_ao, scratch, stop_model, write_config  # noqa: E402
 
 RSS_LIMIT = 25 * 2**20
 TOKEN_KEYS = ("input", "cached_input", "output", "reasoning")
@@ -225,14 +224,8 @@ def main() -> int:
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
-    work = Path(tempfile.mkdtemp(prefix="ao-fleet-bench-"))
-    try:
+    with scratch("ao-fleet-bench-", args.keep) as work:
         result = measure(work, args.agents, args.spawn_workers, gate=not args.no_gate)
-    finally:
-        if args.keep:
-            print(f"kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     print_report(result)
     return 0 if ok(result) else 1
 

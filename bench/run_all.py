@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -64,11 +62,8 @@ def fmt_tokens(tokens: dict[str, int] | None) -> str:
 
 def bench_cost(args: Any, notes: list[str]) -> list[Row]:
     import cost_bench
-    work = Path(tempfile.mkdtemp(prefix="ao-bench-cost-"))
-    try:
+    with benchlib.scratch("ao-bench-cost-") as work:
         r = cost_bench.measure(work, args.gb, str(benchlib.provisioned_codex()), not args.no_ccusage, log=log)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     cc_s = r["ccusage_s"]
     corpus = f"{r['bytes'] / 1e9:.2f} GB, {r['files']:,} rollouts"
     peak = max(r["cold_rss"], r["warm_rss"])
@@ -107,11 +102,8 @@ def bench_wrapper(args: Any, notes: list[str]) -> list[Row]:
 
 def bench_status(args: Any, notes: list[str]) -> list[Row]:
     import status_bench
-    work = Path(tempfile.mkdtemp(prefix="ao-bench-status-"))
-    try:
+    with benchlib.scratch("ao-bench-status-") as work:
         r = status_bench.measure(work, 100, args.rollouts, args.status_runs, log=log, with_profile=not args.no_profile)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     notes += [f"P4 problem: {p}" for p in r["problems"]]
     notes.append(f"P4 `ao status --json` runs: min {r['min_ms']:.0f} ms, max {r['max_ms']:.0f} ms; "
                  f"peak RSS {mb(r['max_rss'])}")
@@ -137,11 +129,8 @@ def bench_guard(args: Any, notes: list[str]) -> list[Row]:
 
 def bench_fleet(args: Any, notes: list[str]) -> list[Row]:
     import fleet_bench
-    work = Path(tempfile.mkdtemp(prefix="ao-bench-fleet-"))
-    try:
+    with benchlib.scratch("ao-bench-fleet-") as work:
         r = fleet_bench.measure(work, args.agents, args.spawn_workers, log=log)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     notes.append(f"P6 spawning took {r['spawn_s']:.1f} s ({args.spawn_workers} at a time), the rest "
                  f"{r['wall_s'] - r['spawn_s']:.1f} s; runners alive at once: {r['most_alive']} "
                  f"({r['alive_at_release']} when the model started answering); `ao wait` CPU {r['wait_cpu_s']:.1f} s; "

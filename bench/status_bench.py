@@ -16,12 +16,10 @@ import datetime as dt
 import json
 import os
 import pstats
-import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchlib import (STAMP, RolloutTemplate, ao_argv, ao_env, new_id, provisioned_codex, run_ao,  # noqa: E402
+from benchlib import (STAMP, RolloutTemplate, ao_argv, ao_env, new_id, provisioned_codex, run_ao, scratch,  # noqa: E402
                       start_model, stop_model, timed, write_config)
 
 LIMIT_MS = 150.0
@@ -262,14 +260,8 @@ def main() -> int:
     if args.rollouts < args.sessions:
         raise SystemExit("--rollouts must be at least --sessions")
     provisioned_codex()
-    work = Path(tempfile.mkdtemp(prefix="ao-status-bench-"))
-    try:
+    with scratch("ao-status-bench-", args.keep) as work:
         result = measure(work, args.sessions, args.rollouts, args.runs, with_profile=args.profile)
-    finally:
-        if args.keep:
-            print(f"kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     print_report(result)
     return 0 if result["median_ms"] <= LIMIT_MS and not result["problems"] else 1
 
