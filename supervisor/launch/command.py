@@ -34,14 +34,12 @@ def toml_value(value: Any) -> str:
 
 @dataclass
 class LaunchSpec:
-    """Everything needed to start one codex run; stored with the session so resume can reuse it."""
+    """What one codex command line is built from (the session stores the resulting argv)."""
     workspace: str
     model: str
     approval: str
     sandbox: str
     overrides: list[str] = field(default_factory=list)   # "key=toml" pairs, in order
-    env: dict[str, str] = field(default_factory=dict)
-    instructions_file: str | None = None
     flags: list[str] = field(default_factory=list)  # e.g. the hook-trust flag, placed before the -c pairs
 
 

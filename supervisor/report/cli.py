@@ -246,10 +246,8 @@ def status_rows(ctx: click.Context, records: list[dict[str, Any]]) -> list[dict[
     home = str(paths.ao_home())
     rows = []
     for record in records:
-        row = views.status_row(record, table)
-        if record["session"] in usage:
-            tokens, cost, _models = usage[record["session"]]
-            row["tokens"], row["cost_usd"] = dict(tokens), views.money(cost)
+        tokens, cost, _models = usage[record["session"]]  # every record: stored columns until a rollout exists
+        row = views.status_row(record, tokens, cost)
         row["approval_id"] = None
         if store.is_live(record):  # approvals and budget stops only matter while the agent runs
             gov = guard.session_governance(home, record["session"])

@@ -14,6 +14,7 @@ import click
 from supervisor import config as config_mod, paths, store
 from supervisor.errors import FatalError
 from supervisor.observe import index, locate, pricing, receipts as receipts_mod, usage
+from supervisor.report import views
 
 GROUPS = ("session", "day", "month", "project", "model")
 BAR_WIDTH = 40
@@ -80,15 +81,11 @@ def build_report(entries: Iterable[tuple[str, str, str, str, Mapping[str, int]]]
         total_cost += cost
         for model, t in per_row[key].items():
             usage.add_tokens(total_models[model], t)
-        rows.append({"key": key, "tokens": tokens, "cost_usd": _money(cost),
+        rows.append({"key": key, "tokens": tokens, "cost_usd": views.money(cost),
                      "models": sorted(m or "unknown" for m in per_row[key])})
     totals, _, _ = usage.price_models(total_models, table)
-    return {"rows": rows, "totals": {"tokens": totals, "cost_usd": _money(total_cost)},
+    return {"rows": rows, "totals": {"tokens": totals, "cost_usd": views.money(total_cost)},
             "unpriced_models": sorted(unpriced), "warnings": list(dict.fromkeys(warnings or []))}
-
-
-def _money(value: Decimal) -> float:
-    return float(round(value, 6))
 
 
 def _bucket_of_epoch(ts: float | None) -> str:
@@ -163,7 +160,6 @@ def session_usage(record: Mapping[str, Any], table: Mapping[str, pricing.Price])
 
 
 def _table_text(report: Mapping[str, Any]) -> str:
-    from supervisor.report import views
     return views.cost_table(report["rows"], report["totals"])
 
 

@@ -5,7 +5,6 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-from supervisor.observe import pricing
 
 STATUS_KEYS = ("session", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
                "pr_url", "pr_number", "thread_id", "model", "tokens", "cost_usd", "pid", "rollout_path",
@@ -18,25 +17,15 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def tokens_of(record: Mapping[str, Any]) -> dict[str, int]:
-    t = {k: int(record.get(k) or 0) for k in ("input", "cached_input", "output", "reasoning")}
-    t["total"] = t["input"] + t["output"]
-    return t
-
-
-def session_cost(record: Mapping[str, Any], table: Mapping[str, pricing.Price]) -> Decimal:
-    t = tokens_of(record)
-    return pricing.cost(pricing.lookup(table, record.get("model")), t["input"], t["cached_input"], t["output"])
-
-
 def money(value: Decimal) -> float:
     return float(round(value, 6))
 
 
-def status_row(record: Mapping[str, Any], table: Mapping[str, pricing.Price]) -> dict[str, Any]:
+def status_row(record: Mapping[str, Any], tokens: Mapping[str, int], cost: Decimal) -> dict[str, Any]:
+    """The public `ao status --json` row; tokens and cost come priced per response from the rollout."""
     row: dict[str, Any] = {key: record.get(key) for key in STATUS_KEYS}
-    row["tokens"] = tokens_of(record)
-    row["cost_usd"] = money(session_cost(record, table))
+    row["tokens"] = dict(tokens)
+    row["cost_usd"] = money(cost)
     row["started_at"] = iso(record.get("started_at"))
     row["updated_at"] = iso(record.get("updated_at"))
     return row
