@@ -2,7 +2,7 @@
 
 Spawns the agents with `ao spawn --headless --repo R --json` (max_concurrent: 50, approval: skip), waits with
 `ao wait`, and samples every 50 ms the memory of each session's supervisor process (`python -m
-supervisor.launch.runner SESSION`, the record's `pid`): current RSS and the kernel's peak (VmHWM). The model
+supervisor.sessions.runner SESSION`, the record's `pid`): current RSS and the kernel's peak (VmHWM). The model
 holds its replies until the last spawn returns, so all agents really run at once. Then checks that every
 session is `done` and that the tokens `ao status --json` reports equal what the model served (its ledger).
 
@@ -85,7 +85,7 @@ class RunnerSampler(threading.Thread):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 return False
-            self._checked[pid] = b"supervisor.launch.runner" in cmdline
+            self._checked[pid] = b"supervisor.sessions.runner" in cmdline
         return self._checked[pid]
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""R1: kill -9 the per-session supervisor (`python -m supervisor.launch.runner`) or the codex child at a
+"""R1: kill -9 the per-session supervisor (`python -m supervisor.sessions.runner`) or the codex child at a
 random moment, with the real codex on the scripted model, many sessions at once.
 
 After each kill: `ao status --json` is valid and lists the session in an ended state (never stuck

@@ -4,12 +4,13 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from supervisor import config as config_mod
 from supervisor.config import Config
 from supervisor.errors import FatalError
-from supervisor.launch.spawn import SpawnRequest, spawn
+from supervisor.records import SessionRecord
+from supervisor.sessions.spawn import SpawnRequest, spawn
 from supervisor.model import script as script_mod
 from supervisor.model.server import ScriptedModel
 from supervisor.resources import read_text
@@ -40,8 +41,8 @@ def demo_script() -> script_mod.Script:
     return script_mod.load_text(text, "demo-script.yaml")
 
 
-def run_demo(base: Config, directory: Path | None, wait: Callable[[list[str], float], list[dict[str, Any]]],
-             echo: Callable[[str], None]) -> tuple[list[dict[str, Any]], Path]:
+def run_demo(base: Config, directory: Path | None, wait: Callable[[list[str], float], list[SessionRecord]],
+             echo: Callable[[str], None]) -> tuple[list[SessionRecord], Path]:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="ao-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     repo = make_sample_repo(root)

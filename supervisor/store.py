@@ -6,13 +6,14 @@ import secrets
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from enum import Enum
+from typing import Any, Iterator, cast
 
 from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError
+from supervisor.records import SessionRecord, Status
 
 SCHEMA_VERSION = 1
-TOKEN_KEYS = ("input", "cached_input", "output", "reasoning")
 COLUMNS = {
     "session": "TEXT PRIMARY KEY",
     "name": "TEXT",
@@ -74,11 +75,17 @@ def new_session_id() -> str:
     return "ao-" + time.strftime("%m%d") + "-" + secrets.token_hex(3)
 
 
-def insert(record: dict[str, Any]) -> None:
+def _column_value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+def insert(fields: dict[str, Any]) -> None:
     now = time.time()
-    record = {"started_at": now, "updated_at": now, **record}
-    if isinstance(record.get("launch"), dict):
-        record["launch"] = json.dumps(record["launch"])
+    record = {k: _column_value(v) for k, v in {"started_at": now, "updated_at": now, **fields}.items()}
     keys = ", ".join(record)
     marks = ", ".join("?" for _ in record)
     with connect() as con:
@@ -90,20 +97,20 @@ def update(session: str, **fields: Any) -> None:
     if unknown:
         raise ValueError(f"unknown session fields {sorted(unknown)}")
     fields["updated_at"] = time.time()
-    if isinstance(fields.get("launch"), dict):
-        fields["launch"] = json.dumps(fields["launch"])
+    fields = {k: _column_value(v) for k, v in fields.items()}
     sets = ", ".join(f"{k} = ?" for k in fields)
     with connect() as con:
         con.execute(f"UPDATE sessions SET {sets} WHERE session = ?", [*fields.values(), session])
 
 
-def _row(row: sqlite3.Row) -> dict[str, Any]:
+def _row(row: sqlite3.Row) -> SessionRecord:
     out = dict(row)
     out["launch"] = json.loads(out["launch"]) if out.get("launch") else {}
-    return out
+    return cast(SessionRecord, out)
 
 
-def get(session: str) -> dict[str, Any]:
+def get(session: str) -> SessionRecord:
+    """The session with this id, else the one with this thread id or name."""
     with connect() as con:
         row = con.execute("SELECT * FROM sessions WHERE session = ?", (session,)).fetchone()
         if row is None:
@@ -114,21 +121,21 @@ def get(session: str) -> dict[str, Any]:
     return _row(row)
 
 
-def find(session_or_thread: str) -> dict[str, Any] | None:
+def find(session_or_thread: str) -> SessionRecord | None:
     try:
         return get(session_or_thread)
     except FatalError:
         return None
 
 
-def all_sessions() -> list[dict[str, Any]]:
+def all_sessions() -> list[SessionRecord]:
     if not paths.db_path().exists():
         return []
     with connect() as con:
         return [_row(r) for r in con.execute("SELECT * FROM sessions ORDER BY started_at")]
 
 
-def is_live(record: dict[str, Any]) -> bool:
+def is_live(record: SessionRecord) -> bool:
     """Started or waiting to start, and not yet ended (a session can end as pr_open)."""
     return record.get("ended_at") is None
 
@@ -136,5 +143,5 @@ def is_live(record: dict[str, Any]) -> bool:
 def count_running() -> int:
     with connect() as con:
         row = con.execute(
-            "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL AND status != 'queued'").fetchone()
+            "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL AND status != ?", (Status.QUEUED.value,)).fetchone()
     return int(row[0])

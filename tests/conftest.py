@@ -42,13 +42,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 def _end_leftover_sessions() -> None:
     from supervisor import paths, store
-    from supervisor.launch import lifecycle, tmux
+    from supervisor.launch import processes
+    from supervisor.launch.runtimes import tmux
 
     if not paths.db_path().exists():
         return
     for record in store.all_sessions():
-        lifecycle.kill_tree(record.get("codex_pid"), grace=1.0)
-        lifecycle.kill_tree(record.get("pid"), grace=1.0)
+        processes.kill_tree(record.get("codex_pid"), grace=1.0)
+        processes.kill_tree(record.get("pid"), grace=1.0)
     subprocess.run(["tmux", "-L", tmux.socket_name(), "kill-server"], capture_output=True)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import psutil
 
 from supervisor import store
-from supervisor.launch import agents_md, tmux
+from supervisor.launch import agents_md
+from supervisor.launch.runtimes import tmux
 from supervisor.model.server import read_ledger
 
 SCRIPT = """

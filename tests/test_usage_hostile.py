@@ -283,8 +283,6 @@ def test_deleting_a_file_that_owned_a_duplicate_credits_the_other_copy(home: Pat
 
 def run_cost(*args: str) -> Any:
     from supervisor.report.cli import cli
-    cli.add_command(cmd_cost.cost)
-    cli.add_command(cmd_cost.receipts)
     return CliRunner().invoke(cli, ["cost", *args], catch_exceptions=False)
 
 

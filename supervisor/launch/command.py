@@ -13,6 +13,9 @@ from supervisor.errors import FatalError
 
 # Instructions longer than this go to a file (model_instructions_file) instead of a -c value.
 INLINE_INSTRUCTIONS_LIMIT = 2000
+# `codex exec` reads its prompt from stdin when given this instead: argv is readable by every local
+# user through `ps`, stdin is not.
+STDIN_PROMPT = "-"
 
 
 def toml_value(value: Any) -> str:

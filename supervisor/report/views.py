@@ -50,3 +50,7 @@ def cost_table(rows: Iterable[Mapping[str, Any]], totals: Mapping[str, Any]) -> 
                  f"{t['reasoning']:,}", f"{t['total']:,}", f"${totals['cost_usd']:.4f}"])
     return tabulate(body, headers=["KEY", "MODELS", "INPUT", "CACHED", "OUTPUT", "REASONING", "TOTAL", "COST"],
                     tablefmt="simple", disable_numparse=True)
+
+
+def printable(text: object) -> str:  # TEMP stub for isolated testing
+    return str(text)

@@ -1,16 +1,17 @@
-"""`ao spawn` and `ao resume`: pick a workspace, build the codex launch, record it, start its supervisor."""
+"""Spawn and resume: pick a workspace, build the codex launch, record it, start its supervisor."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from supervisor import paths, store
 from supervisor.config import Config
 from supervisor.errors import FatalError
 from supervisor.govern import hooks, ledger, policy as gpolicy
-from supervisor.launch import agents_md, codex_bin, command, runner, trust, workspace as ws, wrappers
+from supervisor.launch import agents_md, codex_bin, command, runtimes, trust, workspace as ws, wrappers
+from supervisor.records import LaunchRecord, SessionRecord, Status
+from supervisor.sessions import runner
 
 
 @dataclass
@@ -20,7 +21,7 @@ class SpawnRequest:
     workspace: str | None = None
     project: str | None = None
     issue: str | None = None
-    runtime: str = "headless"
+    runtime: str = runtimes.names()[0]
     approval: str | None = None
     model: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -81,10 +82,18 @@ def govern(cfg: Config, session: str, workspace: str, model: str, project: str |
     return hooks.hook_overrides(session, paths.ao_home(), pol.approval_timeout_s), [hooks.TRUST_FLAG]
 
 
-def build_launch(cfg: Config, session: str, workspace: str, runtime: str, model: str, approval: str,
+def write_prompt(session: str, prompt: str) -> str:
+    """The prompt as a 0600 file codex reads on stdin; argv is readable by every local user."""
+    path = paths.session_dir(session) / "prompt.txt"
+    paths.atomic_write(path, prompt, mode=0o600)
+    return str(path)
+
+
+def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, model: str, approval: str,
                  cli_overrides: list[str], project: str | None, issue: str | None, prompt: str | None,
-                 resume_thread: str | None = None, policy_file: str | None = None) -> dict[str, Any]:
+                 resume_thread: str | None = None, policy_file: str | None = None) -> LaunchRecord:
     data = cfg.data
+    runtime = runtimes.get(runtime_name)
     wrappers.install()  # repairs edited or outdated wrappers before every launch
     codex = str(codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"]))
     sdir = paths.session_dir(session)
@@ -95,13 +104,12 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime: str, model:
     env, unset = command.agent_env(session, project, issue)
     if data["codex"]["home"] == "isolated":
         env["CODEX_HOME"] = str(isolated_codex_home(session))
-    if runtime == "tmux":
+    if runtime.interactive:  # the TUI would stop on "Trust this folder?"
         trust.pre_trust(Path(env.get("CODEX_HOME") or paths.codex_home()), ws.trust_roots(Path(workspace)))
-        argv = command.tui_argv(codex, spec, prompt, resume_thread)
-    else:
-        argv = command.exec_argv(codex, spec, prompt or "", resume_thread)
+    prompt_file = write_prompt(session, prompt) if prompt and runtime.takes_prompt_on_stdin() else None
+    argv = runtime.command(codex, spec, prompt, resume_thread)
     return {"argv": argv, "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
-            "policy_file": policy_file,
+            "policy_file": policy_file, "prompt_file": prompt_file,
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
 
 
@@ -116,7 +124,7 @@ def isolated_codex_home(session: str) -> Path:
     return home
 
 
-def spawn(cfg: Config, req: SpawnRequest) -> dict[str, Any]:
+def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
     if not req.prompt.strip():
         raise FatalError("the prompt is empty; say what the agent should do")
     codex_bin.resolve(cfg.data["codex"]["binary"], cfg.data["codex"]["version"])  # fail before any side effect
@@ -139,7 +147,7 @@ def spawn(cfg: Config, req: SpawnRequest) -> dict[str, Any]:
         if repo and workspace != Path(repo):  # a refused spawn leaves no worktree behind
             ws.remove_worktree(Path(repo), workspace, delete_branch=True)
         raise
-    status = "queued" if store.count_running() >= launch["max_concurrent"] else "spawning"
+    status = Status.QUEUED if store.count_running() >= launch["max_concurrent"] else Status.SPAWNING
     store.insert({
         "session": session, "name": req.name, "project": req.project, "issue": req.issue,
         "repo": repo, "workspace": str(workspace), "runtime": req.runtime, "status": status,
@@ -151,7 +159,7 @@ def spawn(cfg: Config, req: SpawnRequest) -> dict[str, Any]:
     return store.get(session)
 
 
-def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) -> dict[str, Any]:
+def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) -> SessionRecord:
     """Continue a codex thread in its workspace with the same policy, instructions and wrappers."""
     record = store.find(target)
     if record is None:
@@ -162,8 +170,8 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
     if not record.get("thread_id"):
         raise FatalError(f"session {record['session']} never started a codex thread, so there is nothing to resume")
     runtime = runtime or record["runtime"]
-    if runtime == "headless" and not prompt:
-        raise FatalError("a headless resume needs a PROMPT to send")
+    if not runtimes.get(runtime).interactive and not prompt:
+        raise FatalError(f"a {runtime} resume needs a PROMPT to send")
     old = record["launch"]
     launch = build_launch(cfg, record["session"], record["workspace"], runtime, record["model"],
                           old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
@@ -173,7 +181,7 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
         launch["env"]["CODEX_HOME"] = old["env"]["CODEX_HOME"]
     rules = cfg.project(record.get("project")).get("rules") if record.get("project") else None
     agents_md.install(Path(record["workspace"]), record["session"], rules)
-    store.update(record["session"], status="spawning", runtime=runtime, launch=launch, activity=None,
+    store.update(record["session"], status=Status.SPAWNING, runtime=runtime, launch=launch, activity=None,
                  exit_code=None, error=None, ended_at=None)
     ledger.append(paths.session_dir(record["session"]), "lifecycle",
                   {"event": "resume", "thread_id": record["thread_id"], "runtime": runtime})

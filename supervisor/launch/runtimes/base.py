@@ -1,0 +1,130 @@
+"""The Runtime interface: how one codex run is started, watched, stopped, talked to and attached.
+
+A runtime only reports what happened (`Started`, `Changed`, `Exited`); the session's runner owns
+every record: status, finish, budget. The process constructor and the clock are injectable, so the
+runner can be tested with scripted histories as well as with the real codex.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Union
+
+from supervisor.errors import FatalError
+from supervisor.launch.command import LaunchSpec
+from supervisor.records import SessionRecord
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a runtime needs to start one codex run."""
+
+    session: str
+    workspace: str
+    argv: list[str]
+    env: dict[str, str]  # what ao sets on top of its own environment
+    unset: list[str]  # and what it removes from it
+    session_dir: Path
+    codex_home: Path
+    started_at: float
+    thread_id: str | None = None
+    rollout_path: str | None = None
+    prompt_file: str | None = None  # fed to codex on stdin, so the prompt never shows in `ps`
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int  # codex's pid (headless) or the tmux pane's
+
+
+@dataclass(frozen=True)
+class Changed:
+    """Fields of the session record that changed (thread_id, rollout_path, activity, error...)."""
+
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Exited:
+    code: int | None
+    failed: bool = False  # the run reported a failure although the exit code may be 0
+    error: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Report = Union[Started, Changed, Exited]
+
+
+class Run(abc.ABC):
+    """One live codex run, owned by the runner process."""
+
+    pid: int | None = None
+
+    @abc.abstractmethod
+    def reports(self) -> Iterator[Report]:
+        """What happens, in order, until the last report: `Exited`."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """End the run from inside the runner (budget spent, ungoverned, SIGTERM)."""
+
+
+class Runtime(abc.ABC):
+    """A way to run codex. A new one is one module plus one line in `runtimes.REGISTRY`."""
+
+    name: ClassVar[str]
+    interactive: ClassVar[bool]  # a TUI a person can attach to, rather than `codex exec --json`
+    description: ClassVar[str]
+
+    @abc.abstractmethod
+    def command(self, codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None) -> list[str]:
+        """The codex argv for this runtime (without the jail around it)."""
+
+    def takes_prompt_on_stdin(self) -> bool:
+        return False
+
+    @abc.abstractmethod
+    def start(self, job: Job) -> Run:
+        """Start codex; raises OSError or FatalError when it cannot."""
+
+    @abc.abstractmethod
+    def stop(self, record: SessionRecord) -> None:
+        """End a session's run from another process (`ao kill`), beyond its process tree."""
+
+    def alive(self, record: SessionRecord) -> bool:
+        from supervisor.launch import processes
+
+        return processes.alive(record.get("codex_pid"))
+
+    def send(self, record: SessionRecord, message: str) -> bool:
+        """Deliver MESSAGE to the live run; False when this runtime cannot (the caller resumes instead)."""
+        return False
+
+    def attach(self, record: SessionRecord) -> None:
+        raise FatalError(f"session {record['session']} runs on the {self.name} runtime, which has no terminal "
+                         "to attach to; `ao status` and `ao receipts` show what it does")
+
+    def rollout_path(self, record: SessionRecord) -> str | None:
+        """Where this session's rollout is read from: a local file for local runtimes."""
+        import os
+
+        stored = record.get("rollout_path")
+        if stored and os.path.exists(stored):
+            return str(stored)
+        thread = record.get("thread_id")
+        if not thread:
+            return None
+        from supervisor.observe import locate
+
+        found = locate.find_rollout(thread, codex_home_of(record), record.get("started_at"))
+        return str(found) if found else None
+
+
+def codex_home_of(record: SessionRecord) -> Path:
+    """The CODEX_HOME a session ran with (isolated homes live under its session dir)."""
+    from supervisor import paths
+
+    launch = record.get("launch") or {}
+    home = (launch.get("env") or {}).get("CODEX_HOME")
+    return Path(home) if home else paths.codex_home()

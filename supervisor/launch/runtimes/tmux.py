@@ -1,0 +1,165 @@
+"""The tmux runtime: codex's TUI in one detached tmux session per agent, on ao's own tmux socket."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from supervisor import paths
+from supervisor.errors import FatalError
+from supervisor.launch import command
+from supervisor.launch.command import LaunchSpec
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started
+from supervisor.records import SessionRecord
+
+
+def socket_name() -> str:
+    """One tmux server per AO_HOME, so ao never touches the user's own tmux sessions."""
+    digest = hashlib.sha256(str(paths.ao_home().resolve()).encode()).hexdigest()[:8]
+    return f"ao-{digest}"
+
+
+def tmux(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    if not shutil.which("tmux"):
+        raise FatalError("tmux is not installed (apt-get install tmux), or use --headless")
+    proc = subprocess.run(["tmux", "-L", socket_name(), *args], capture_output=True, text=True,
+                          input=input, timeout=30)
+    if check and proc.returncode != 0:
+        raise FatalError(f"tmux {args[0]} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def target(session: str) -> str:
+    return f"ao-{session}"
+
+
+def start(session: str, workspace: str, argv: list[str], env: dict[str, str], unset: list[str]) -> int:
+    """Start codex's TUI in a new tmux session; returns the pane's pid. The exit code lands in a file."""
+    exit_file = paths.session_dir(session) / "exit_code"
+    env_args = ["env", *(f"-u{k}" for k in unset), *(f"{k}={v}" for k, v in env.items())]
+    shell = f"{shlex.join(env_args + argv)}; echo $? > {shlex.quote(str(exit_file))}"
+    tmux("new-session", "-d", "-s", target(session), "-x", "220", "-y", "50", "-c", workspace, shell)
+    return pane_pid(session) or 0
+
+
+def pane_pid(session: str) -> int | None:
+    proc = tmux("display-message", "-p", "-t", target(session), "#{pane_pid}", check=False)
+    out = proc.stdout.strip()
+    return int(out) if proc.returncode == 0 and out.isdigit() else None
+
+
+def alive(session: str) -> bool:
+    return tmux("has-session", "-t", target(session), check=False).returncode == 0
+
+
+def kill(session: str) -> None:
+    tmux("kill-session", "-t", target(session), check=False)
+
+
+def paste(session: str, message: str) -> None:
+    """Type MESSAGE as one bracketed paste (so newlines do not submit early), then press Enter."""
+    buffer = f"ao-send-{session}"
+    tmux("load-buffer", "-b", buffer, "-", input=message)
+    tmux("paste-buffer", "-p", "-d", "-b", buffer, "-t", target(session))
+    time.sleep(0.3)  # let the TUI take the paste before the submit key
+    tmux("send-keys", "-t", target(session), "Enter")
+
+
+def attach(session: str) -> None:
+    if not alive(session):
+        raise FatalError(f"session {session} has no live tmux session to attach to")
+    os.execvp("tmux", ["tmux", "-L", socket_name(), "attach-session", "-t", target(session)])
+
+
+def exit_code(session: str) -> int | None:
+    path: Path = paths.session_dir(session) / "exit_code"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class TmuxRun(Run):
+    """Polls the tmux session; finds the thread's rollout by workspace; reports activity each poll."""
+
+    def __init__(self, job: Job, poll: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.job, self.poll, self.clock, self.sleep = job, poll, clock, sleep
+        self.since = clock() - 1
+        self.pid = start(job.session, job.workspace, job.argv, job.env, job.unset)
+
+    def reports(self) -> Iterator[Report]:
+        from supervisor.observe import activity, locate
+
+        yield Started(self.pid or 0)
+        thread, rollout = self.job.thread_id, self.job.rollout_path
+        while alive(self.job.session):
+            if not thread:
+                found = locate.find_by_workspace(self.job.workspace, self.since, self.job.codex_home)
+                if found:
+                    thread, rollout = found[0], str(found[1])
+                    yield Changed({"thread_id": thread, "rollout_path": rollout})
+            if rollout:
+                now = activity.activity(rollout, True)
+                if now:
+                    yield Changed({"activity": now})
+            self.sleep(self.poll)
+        code = exit_code(self.job.session)
+        yield Exited(code, False, None if code == 0 else f"codex exited {code}")
+
+    def stop(self) -> None:
+        kill(self.job.session)
+
+
+class TmuxRuntime(Runtime):
+    name = "tmux"
+    interactive = True
+    description = "Run the codex TUI in tmux."
+
+    def __init__(self, poll: float = 0.5, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.poll, self.clock, self.sleep = poll, clock, sleep
+
+    def command(self, codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None) -> list[str]:
+        return command.tui_argv(codex, spec, prompt, resume_thread)
+
+    def start(self, job: Job) -> Run:
+        return TmuxRun(job, self.poll, self.clock, self.sleep)
+
+    def stop(self, record: SessionRecord) -> None:
+        kill(record["session"])
+
+    def alive(self, record: SessionRecord) -> bool:
+        return alive(record["session"])
+
+    def send(self, record: SessionRecord, message: str, timeout: float = 15.0) -> bool:
+        """Type the message into the TUI and confirm it by seeing it arrive in the rollout; retry once."""
+        from supervisor.observe import locate
+
+        session = record["session"]
+        if not alive(session):
+            return False
+        rollout = record.get("rollout_path")
+        if not rollout:
+            raise FatalError(f"session {session} has no rollout yet; wait until codex has started")
+        path = Path(rollout)
+        offset = path.stat().st_size
+        for _attempt in (1, 2):
+            paste(session, message)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                texts, offset = locate.user_messages(path, offset)
+                if any(text.strip() == message.strip() for text in texts):
+                    return True
+                time.sleep(0.2)
+        raise FatalError(f"message not delivered to {session}: it did not appear in {path} after two tries")
+
+    def attach(self, record: SessionRecord) -> None:
+        attach(record["session"])
+
+
+RUNTIME = TmuxRuntime()

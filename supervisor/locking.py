@@ -1,0 +1,23 @@
+"""The one file-lock helper: an exclusive flock held for a `with` block.
+
+Only ao's own processes take these locks; every lock file lives under `$AO_HOME` or the session's
+codex home, which the jail hides from the agent or makes read-only, so an agent cannot hold one.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def file_lock(path: Path | str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created 0600 if missing) until the block ends."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

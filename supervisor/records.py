@@ -1,0 +1,81 @@
+"""The typed records that cross rooms: a session's stored record and its status."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, TypedDict
+
+
+class Status(str, Enum):
+    """A session's lifecycle status. The value is what the store and `--json` carry."""
+
+    QUEUED = "queued"
+    SPAWNING = "spawning"
+    WORKING = "working"
+    DONE = "done"
+    FAILED = "failed"
+    KILLED = "killed"
+    BLOCKED = "blocked"
+    PR_OPEN = "pr_open"
+    MERGED = "merged"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# A run that ended with one of these did not do what was asked.
+FAILED_STATUSES = frozenset({Status.FAILED, Status.KILLED, Status.BLOCKED})
+# Set by the wrappers' PR events; a run that ends well keeps them instead of `done`.
+PR_STATUSES = frozenset({Status.PR_OPEN, Status.MERGED, Status.CLOSED})
+# Wrapper events never overwrite these: the runner (or `ao kill`) decided them.
+RUNNER_OWNED = frozenset({Status.FAILED, Status.KILLED, Status.QUEUED, Status.SPAWNING})
+
+
+class LaunchRecord(TypedDict, total=False):
+    """How a session's codex was started; stored as JSON in the `launch` column."""
+
+    argv: list[str]
+    env: dict[str, str]
+    unset: list[str]
+    codex: str
+    overrides: list[str]
+    policy_file: str | None
+    approval: str
+    sandbox: str
+    max_concurrent: int
+    prompt_file: str | None
+    jail: dict[str, Any] | None
+    unjailed: bool
+
+
+class SessionRecord(TypedDict):
+    """One row of the session store, as `store.get` returns it."""
+
+    session: str
+    name: str | None
+    project: str | None
+    issue: str | None
+    repo: str | None
+    workspace: str
+    runtime: str
+    status: str
+    activity: str | None
+    branch: str | None
+    pr_url: str | None
+    pr_number: int | None
+    thread_id: str | None
+    model: str | None
+    input: int
+    cached_input: int
+    output: int
+    reasoning: int
+    pid: int | None
+    codex_pid: int | None
+    exit_code: int | None
+    error: str | None
+    rollout_path: str | None
+    prompt: str | None
+    launch: LaunchRecord
+    started_at: float
+    updated_at: float
+    ended_at: float | None

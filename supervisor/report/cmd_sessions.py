@@ -1,0 +1,167 @@
+"""Session commands: spawn, status, wait, send, resume, kill, rm, attach."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from supervisor import config as config_mod, paths, store
+from supervisor.errors import FatalError
+from supervisor.launch import runtimes
+from supervisor.records import FAILED_STATUSES
+from supervisor.report import views
+from supervisor.report.common import config_of, json_text, print_json
+from supervisor.sessions import reconcile
+
+
+def runtime_options(verb: str) -> click.Command:
+    """`--runtime NAME` plus one `--NAME` flag per registered runtime."""
+    def decorate(command: click.Command) -> click.Command:
+        for name in reversed(runtimes.names()):
+            command = click.option(f"--{name}", "runtime", flag_value=name,
+                                   help=f"Same as --runtime {name}.")(command)
+        return click.option("--runtime", "runtime", type=click.Choice(runtimes.names()),
+                            help=f"Where to {verb} codex (default: the config's `runtime`).")(command)
+    return decorate  # type: ignore[return-value]
+
+
+@click.command()
+@click.option("--repo", type=str, help="Git repository to branch a worktree from.")
+@click.option("--workspace", type=str, help="Run in this directory as it is.")
+@click.option("--project", type=str, help="Project name from the config.")
+@click.option("--issue", type=str, help="Issue id, passed to the agent as AO_ISSUE_ID.")
+@runtime_options("run")
+@click.option("--approval", type=click.Choice(config_mod.APPROVALS), help="Approval policy.")
+@click.option("--model", type=str, help="Model name.")
+@click.option("-c", "overrides", multiple=True, metavar="KEY=VALUE", help="Extra codex -c override.")
+@click.option("--name", type=str, help="A name to find the session by.")
+@click.option("--policy", "policy_file", type=str, help="A policy YAML file, on top of the config's policy.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("prompt")
+@click.pass_context
+def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
+          runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
+          policy_file: str | None, as_json: bool, prompt: str) -> None:
+    """Start a codex agent on PROMPT in its own workspace."""
+    from supervisor.sessions.spawn import SpawnRequest, spawn as do_spawn
+
+    if repo and workspace:
+        raise FatalError("pass either --repo or --workspace, not both")
+    cfg = config_of(ctx)
+    req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
+                       runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
+                       overrides=list(overrides), name=name, policy_file=policy_file)
+    record = do_spawn(cfg, req)
+    if as_json:
+        print_json({"session": record["session"], "workspace": record["workspace"],
+                    "thread_id": record["thread_id"], "status": record["status"], "branch": record["branch"]})
+    else:
+        click.echo(f"{record['session']} {record['status']} in {record['workspace']}")
+
+
+@click.command()
+@click.argument("sessions", nargs=-1, required=True)
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
+def wait(sessions: tuple[str, ...], timeout: float) -> int:
+    """Block until each SESSION's run has ended; non-zero on timeout or failure."""
+    from supervisor.sessions.wait import wait_sessions
+
+    records = wait_sessions(list(sessions), timeout)
+    failed = [r for r in records if r["status"] in FAILED_STATUSES]
+    for r in records:
+        error = f": {views.printable(r['error'])}" if r.get("error") and r in failed else ""
+        click.echo(f"{r['session']} {r['status']}{error}")
+    return 1 if failed else 0
+
+
+def _status_text(session: str | None, as_json: bool, table: dict[str, object]) -> str:
+    from supervisor.sessions import query
+
+    records = [store.get(session)] if session else store.all_sessions()
+    rows = query.status_rows(reconcile.reconcile_all(records), table)
+    if as_json:
+        return json_text(rows[0] if session else rows)
+    return views.status_table(rows) if rows else "no sessions yet; start one with `ao spawn`"
+
+
+@click.command()
+@click.argument("session", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--watch", is_flag=True, help="Redraw in place every second until ^C.")
+@click.pass_context
+def status(ctx: click.Context, session: str | None, as_json: bool, watch: bool) -> None:
+    """Show sessions: status, activity, branch, PR, tokens and cost."""
+    from supervisor.observe import pricing
+
+    table = pricing.load_table(config_of(ctx).data.get("pricing"))
+    if not watch:
+        click.echo(_status_text(session, as_json, table))
+        return
+    from supervisor.report.watch import changes
+
+    try:
+        with changes([paths.codex_home() / "sessions", paths.sessions_dir()]) as changed:
+            while True:
+                frame = _status_text(session, as_json, table)
+                click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + "ao status (^C to stop)\n" + frame)
+                changed.wait(2.0)  # redraw as soon as a rollout or event file grows
+                changed.clear()
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command()
+@click.argument("session")
+def kill(session: str) -> None:
+    """End SESSION's process tree and its runtime's session; keeps the worktree and all records."""
+    from supervisor.sessions import control
+
+    record = control.kill(session)
+    click.echo(f"{record['session']} killed")
+
+
+@click.command()
+@click.argument("session")
+@click.option("--force", is_flag=True, help="Remove even with uncommitted changes.")
+def rm(session: str, force: bool) -> None:
+    """Remove SESSION's worktree (records stay)."""
+    from supervisor.sessions import control
+
+    click.echo(f"removed {control.remove(session, force)}")
+
+
+@click.command()
+@click.argument("session")
+@click.argument("message")
+@click.pass_context
+def send(ctx: click.Context, session: str, message: str) -> None:
+    """Send MESSAGE to SESSION: typed into its live terminal, or a resumed turn once it has ended."""
+    from supervisor.sessions import control
+
+    record, live = control.send(config_of(ctx), session, message)
+    click.echo(f"delivered to {record['session']}" if live else f"{record['session']} resumed with the message")
+
+
+@click.command()
+@click.argument("session")
+def attach(session: str) -> None:
+    """Attach your terminal to SESSION's live terminal."""
+    record = store.get(session)
+    runtimes.of(record).attach(record)
+
+
+@click.command()
+@click.argument("target")
+@click.argument("prompt", required=False)
+@runtime_options("resume")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def resume(ctx: click.Context, target: str, prompt: str | None, runtime: str | None, as_json: bool) -> None:
+    """Continue the codex thread of TARGET (a session or thread id) in its workspace."""
+    from supervisor.sessions.spawn import resume as do_resume
+
+    record = do_resume(config_of(ctx), target, prompt, runtime)
+    if as_json:
+        print_json({"session": record["session"], "thread_id": record["thread_id"], "runtime": record["runtime"]})
+    else:
+        click.echo(f"{record['session']} resuming thread {record['thread_id']} ({record['runtime']})")

@@ -1,0 +1,193 @@
+"""Read-only questions about sessions: status rows, exact usage, and the receipts stream.
+
+Plain arguments in (records, a pricing table), plain rows out, so the CLI and a web board call the same
+code. Callers that want up-to-date records run `reconcile` first; nothing here writes the store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from supervisor import paths, store
+from supervisor.errors import FatalError
+from supervisor.launch import runtimes
+from supervisor.records import SessionRecord
+
+
+class UsageEntry(NamedTuple):
+    """Tokens of one (session, model, hour bucket): what cost reports add up."""
+
+    key: str  # the session id, or a rollout's thread id for `ao cost --all`
+    project: str
+    model: str
+    bucket: str
+    tokens: Mapping[str, int]
+
+
+class SessionUsage(NamedTuple):
+    tokens: dict[str, int]
+    cost: Decimal
+    models: list[str]
+
+
+def rollout_of(record: SessionRecord) -> str | None:
+    """The session's rollout, wherever its runtime keeps it (running sessions may have none yet)."""
+    return runtimes.of(record).rollout_path(record)
+
+
+def _bucket_of_epoch(ts: float | None) -> str:
+    from supervisor.observe import usage
+
+    if not ts:
+        return ""
+    return usage.bucket_of(dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _stored_tokens(record: SessionRecord) -> dict[str, int]:
+    from supervisor.observe import usage
+
+    return {k: int(record.get(k) or 0) for k in usage.TOKEN_KEYS}  # type: ignore[misc]
+
+
+def session_entries(records: list[SessionRecord]) -> tuple[list[UsageEntry], list[str]]:
+    """Entries for ao's own sessions: from their rollouts, or their stored token columns before one exists."""
+    from supervisor.observe import index
+
+    rollouts = {r["session"]: rollout_of(r) for r in records}
+    refreshed = index.refresh([p for p in rollouts.values() if p])
+    entries = []
+    for r in records:
+        project = r.get("project") or (Path(r["repo"]).name if r.get("repo") else r.get("workspace") or "")
+        rollout = rollouts[r["session"]]
+        file_usage = refreshed.files.get(os.path.abspath(rollout)) if rollout else None
+        if file_usage is None:
+            entries.append(UsageEntry(r["session"], project, r.get("model") or "", _bucket_of_epoch(r.get("started_at")),
+                                      _stored_tokens(r)))
+            continue
+        for model, bucket, tokens in file_usage.sums:
+            entries.append(UsageEntry(r["session"], project, model, bucket, tokens))
+    return entries, refreshed.warnings
+
+
+def all_entries(codex_home: Path | None = None) -> tuple[list[UsageEntry], list[str]]:
+    """Entries for every rollout under $CODEX_HOME/sessions and archived_sessions."""
+    from supervisor.observe import index
+
+    home = codex_home or paths.codex_home()
+    refreshed = index.refresh(index.discover(home), prune_roots=[home / "sessions", home / "archived_sessions"])
+    return [UsageEntry(f.thread_id or Path(f.path).name, f.cwd or "", model, bucket, tokens)
+            for f, model, bucket, tokens in index.iter_sums(refreshed.files.values())], refreshed.warnings
+
+
+def sessions_usage(records: list[SessionRecord], table: Mapping[str, Any]) -> dict[str, SessionUsage]:
+    """Session id -> exact tokens, cost and models; one index pass for all."""
+    from supervisor.observe import usage
+
+    entries, _ = session_entries(records)
+    by_session: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(usage.empty_tokens))
+    for entry in entries:
+        usage.add_tokens(by_session[entry.key][entry.model], entry.tokens)
+    out = {}
+    for r in records:
+        by_model = by_session.get(r["session"], {})
+        tokens, cost, _ = usage.price_models(by_model, table)
+        out[r["session"]] = SessionUsage(tokens, cost, sorted(m for m in by_model if m))
+    return out
+
+
+STATUS_KEYS = ("session", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
+               "pr_url", "pr_number", "thread_id", "model", "tokens", "cost_usd", "pid", "rollout_path",
+               "started_at", "updated_at")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def money(value: Decimal) -> float:
+    """Dollars as the JSON contract carries them: rounded to a millionth."""
+    return float(round(value, 6))
+
+
+def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal) -> dict[str, Any]:
+    """The public `ao status --json` row; tokens and cost come priced per response from the rollout."""
+    row: dict[str, Any] = {key: record.get(key) for key in STATUS_KEYS}
+    row["tokens"] = dict(tokens)
+    row["cost_usd"] = money(cost)
+    row["started_at"] = iso(record.get("started_at"))
+    row["updated_at"] = iso(record.get("updated_at"))
+    return row
+
+
+def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `ao status --json` rows: exact tokens and cost from each session's rollout, live activity."""
+    from supervisor.govern import guard
+    from supervisor.observe import activity
+
+    usage_by_session = sessions_usage(records, table)
+    home = str(paths.ao_home())
+    rows = []
+    for record in records:
+        used = usage_by_session[record["session"]]
+        row = status_row(record, used.tokens, used.cost)
+        row["approval_id"] = None
+        if store.is_live(record):  # approvals and budget stops only matter while the agent runs
+            gov = guard.session_governance(home, record["session"])
+            row["approval_id"] = gov["waiting_input"]
+            row["activity"] = activity.activity(record.get("rollout_path"), True,
+                                                pending_approval=bool(gov["waiting_input"]),
+                                                guard_blocked=gov["budget_blocked"]) or row["activity"]
+        rows.append(row)
+    return rows
+
+
+LEDGER_KINDS = ("wrapper_event", "guard_decision", "approval", "budget_stop")
+
+
+def ledger_receipts(session: str) -> list[dict[str, Any]]:
+    """Wrapper events, guard decisions, approvals and budget stops from the session's signed ledger."""
+    from supervisor.govern import ledger
+
+    sdir = paths.session_dir(session)
+    if not (sdir / "ledger.jsonl").exists() and not (sdir / "ledger.spool.jsonl").exists():
+        return []
+    ledger.ingest_wrapper_events(sdir)
+    out = []
+    for entry in ledger.read(sdir):
+        if entry.get("kind") not in LEDGER_KINDS:
+            continue
+        body = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+        at = dt.datetime.fromtimestamp(float(entry["ts"]), dt.timezone.utc).isoformat(timespec="milliseconds")
+        out.append({"kind": entry["kind"], "at": at.replace("+00:00", "Z"), "seq": entry.get("seq"),
+                    "event": body.get("event"), "decision": body.get("decision"),
+                    "detail": {k: v for k, v in body.items() if k not in ("event", "decision")},
+                    "prompt_hash": entry.get("prompt_hash")})
+    return out
+
+
+class ReceiptStream(NamedTuple):
+    session: str
+    rollout_path: str
+    receipts: list[dict[str, Any]]
+    warnings: list[str]
+
+
+def receipts(record: SessionRecord) -> ReceiptStream:
+    """One receipt per tool call from the rollout, merged in time order with the ledger's receipts."""
+    from supervisor.observe import receipts as receipts_mod
+
+    path = rollout_of(record)
+    if path is None:
+        raise FatalError(f"session {record['session']} has no rollout yet; it appears once codex has started")
+    warnings: list[str] = []
+    stream = [{"kind": "tool_call", "at": r.started_at, **r.as_dict()}
+              for r in receipts_mod.read_receipts(path, warnings)]
+    stream += ledger_receipts(record["session"])
+    stream.sort(key=lambda r: r["at"] or "")
+    return ReceiptStream(record["session"], path, stream, warnings)
