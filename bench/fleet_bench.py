@@ -129,7 +129,7 @@ class RunnerSampler(threading.Thread):
 
 def measure(work: Path, agents: int = 50, spawn_workers: int = 1, timeout: float = 600, gate: bool = True,
             log: Any = print) -> dict[str, Any]:
-    from supervisor.demo import make_sample_repo
+    from supervisor.sessions.demo import make_sample_repo
     from supervisor.model.server import read_ledger
     provisioned_codex()
     ledger = work / "model-ledger.jsonl"

@@ -47,7 +47,7 @@ TOKEN_KEYS = ("input", "cached_input", "output", "reasoning")
 
 def make_seed(work: Path) -> dict[str, Any]:
     """One real headless session: its store record, session dir and rollout."""
-    from supervisor.demo import make_sample_repo
+    from supervisor.sessions.demo import make_sample_repo
     from supervisor.model.server import read_ledger
     server = start_model(SEED_SCRIPT, work / "seed-ledger.jsonl")
     try:

@@ -111,7 +111,7 @@ class Fleet:
     """One ao installation, one scripted model and one repository shared by every trial."""
 
     def __init__(self, tmp: Path, monkeypatch: Any, rng: Any) -> None:
-        from supervisor.demo import make_sample_repo
+        from supervisor.sessions.demo import make_sample_repo
 
         self.home = make_home(tmp, monkeypatch, with_codex=True)
         self.ledger_path = tmp / "model-ledger.jsonl"

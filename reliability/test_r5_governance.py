@@ -71,7 +71,7 @@ def bash_call(workspace: Path, command: str, tool: str = "Bash") -> dict[str, An
 
 
 def workspace_repo(tmp_path: Path) -> Path:
-    from supervisor.demo import make_sample_repo
+    from supervisor.sessions.demo import make_sample_repo
 
     repo = make_sample_repo(tmp_path / "repos")
     for folder in ("backup", "migrations", "src"):
@@ -263,7 +263,7 @@ def plant_hooks(rng: random.Random, repo: Path, workspace: Path) -> list[Path]:
 
 
 def test_r5_repo_hooks_are_refused(tmp_path: Path, monkeypatch: Any, rng: random.Random) -> None:
-    from supervisor.demo import make_sample_repo
+    from supervisor.sessions.demo import make_sample_repo
     from supervisor.errors import FatalError
     from supervisor.govern import hooks
 

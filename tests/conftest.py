@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from supervisor.demo import make_sample_repo
+from supervisor.sessions.demo import make_sample_repo
 from supervisor.launch import codex_bin
 from supervisor.model import script as script_mod
 from supervisor.model.server import ScriptedModel

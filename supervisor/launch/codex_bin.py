@@ -134,11 +134,11 @@ def resolve(configured: str = "auto", version: str = DEFAULT_VERSION, provision:
         return Path(cand.path)
     if not provision:
         raise FatalError("codex not found; run `ao doctor --provision` to install it with npm")
-    path = provision_codex(version)
-    _remember(configured, version, str(path))
+    provisioned = provision_codex(version)
+    _remember(configured, version, str(provisioned))
     if report is not None:
-        report.append(Candidate("provisioned", str(path), True, f"installed codex {version} with npm"))
-    return path
+        report.append(Candidate("provisioned", str(provisioned), True, f"installed codex {version} with npm"))
+    return provisioned
 
 
 def _remember(configured: str, version: str, path: str) -> None:

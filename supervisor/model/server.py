@@ -115,6 +115,7 @@ class ScriptedModel(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}/v1"
 
     def start_in_thread(self) -> threading.Thread:
@@ -188,12 +189,12 @@ class _Handler(BaseHTTPRequestHandler):
         response_id = "resp_" + uuid.uuid4().hex
         model = self.server.model_name or str(body.get("model") or "unknown")
         if step.kind == "run":
-            item = {"type": "function_call", "id": "fc_" + uuid.uuid4().hex, "name": "exec_command",
+            item: dict[str, object] = {"type": "function_call", "id": "fc_" + uuid.uuid4().hex, "name": "exec_command",
                     "arguments": json.dumps({"cmd": step.text}), "call_id": "call_" + uuid.uuid4().hex}
         else:
             item = {"type": "message", "role": "assistant", "id": "msg_" + uuid.uuid4().hex,
                     "content": [{"type": "output_text", "text": step.text}]}
-        events = [
+        events: list[tuple[str, dict[str, object]]] = [
             ("response.created", {"response": {"id": response_id, "model": model}}),
             ("response.output_item.done", {"output_index": 0, "item": item}),
             ("response.completed", {"response": {"id": response_id, "model": model,

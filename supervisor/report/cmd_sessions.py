@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, Mapping
 
 import click
 
@@ -74,7 +75,7 @@ def wait(sessions: tuple[str, ...], timeout: float) -> int:
     return 1 if failed else 0
 
 
-def _status_text(session: str | None, as_json: bool, table: dict[str, object]) -> str:
+def _status_text(session: str | None, as_json: bool, table: Mapping[str, Any]) -> str:
     from supervisor.sessions import query
 
     records = [store.get(session)] if session else store.all_sessions()

@@ -32,7 +32,8 @@ def build_report(entries: Iterable[UsageEntry], by: str, tz: dt.tzinfo | None,
                "day": day, "month": day[:7] if day != "unknown" else day}[by]
         usage.add_tokens(per_row[key][model], tokens)
         order[key] = min(order.get(key, bucket or "~"), bucket or "~")
-    rows, total_models = [], defaultdict(usage.empty_tokens)
+    rows: list[dict[str, Any]] = []
+    total_models: dict[str, dict[str, int]] = defaultdict(usage.empty_tokens)
     unpriced: set[str] = set()
     total_cost = Decimal(0)
     keys = sorted(per_row, key=lambda k: (order[k], k)) if by == "session" else sorted(per_row)

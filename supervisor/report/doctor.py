@@ -11,14 +11,22 @@ from supervisor.launch import codex_bin
 
 TOOLS = {
     "git": ("git --version", "install git (apt-get install git); ao makes a worktree per agent"),
-    "tmux": ("tmux -V", "install tmux (apt-get install tmux) for the interactive runtime"),
     "npm": ("npm --version", "install Node.js and npm so ao can provision codex"),
     "gh": ("gh --version", "install the GitHub CLI so agents can open PRs (optional)"),
 }
 
 
-def _tool(name: str) -> dict[str, Any]:
-    cmd, hint = TOOLS[name]
+def all_tools() -> dict[str, tuple[str, str]]:
+    """ao's own tools, then what each registered runtime needs."""
+    from supervisor.launch import runtimes
+
+    found = dict(TOOLS)
+    for name in runtimes.names():
+        found.update(runtimes.get(name).tools)
+    return found
+
+
+def _tool(name: str, cmd: str, hint: str) -> dict[str, Any]:
     path = shutil.which(name)
     if not path:
         return {"name": name, "ok": False, "detail": "not found on PATH", "hint": hint}
@@ -44,7 +52,7 @@ def diagnose(cfg: Config, provision: bool) -> dict[str, Any]:
                             "reason": c.reason or "not checked (an earlier candidate was taken)"}
                            for c in report]
     return {"config": str(cfg.path) if cfg.path else None, "codex": codex,
-            "tools": [_tool(name) for name in TOOLS]}
+            "tools": [_tool(name, cmd, hint) for name, (cmd, hint) in all_tools().items()]}
 
 
 def render(result: dict[str, Any]) -> str:

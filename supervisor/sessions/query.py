@@ -50,7 +50,8 @@ def _bucket_of_epoch(ts: float | None) -> str:
 def _stored_tokens(record: SessionRecord) -> dict[str, int]:
     from supervisor.observe import usage
 
-    return {k: int(record.get(k) or 0) for k in usage.TOKEN_KEYS}  # type: ignore[misc]
+    stored: Mapping[str, Any] = record
+    return {k: int(stored.get(k) or 0) for k in usage.TOKEN_KEYS}
 
 
 def session_entries(records: list[SessionRecord]) -> tuple[list[UsageEntry], list[str]]:
@@ -61,7 +62,8 @@ def session_entries(records: list[SessionRecord]) -> tuple[list[UsageEntry], lis
     refreshed = index.refresh([p for p in rollouts.values() if p])
     entries = []
     for r in records:
-        project = r.get("project") or (Path(r["repo"]).name if r.get("repo") else r.get("workspace") or "")
+        repo = r.get("repo")
+        project = r.get("project") or (Path(repo).name if repo else r.get("workspace") or "")
         rollout = rollouts[r["session"]]
         file_usage = refreshed.files.get(os.path.abspath(rollout)) if rollout else None
         if file_usage is None:
@@ -162,7 +164,7 @@ def ledger_receipts(session: str) -> list[dict[str, Any]]:
     for entry in ledger.read(sdir):
         if entry.get("kind") not in LEDGER_KINDS:
             continue
-        body = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+        body: dict[str, Any] = entry["body"] if isinstance(entry.get("body"), dict) else {}
         at = dt.datetime.fromtimestamp(float(entry["ts"]), dt.timezone.utc).isoformat(timespec="milliseconds")
         out.append({"kind": entry["kind"], "at": at.replace("+00:00", "Z"), "seq": entry.get("seq"),
                     "event": body.get("event"), "decision": body.get("decision"),

@@ -173,7 +173,8 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
     if not runtimes.get(runtime).interactive and not prompt:
         raise FatalError(f"a {runtime} resume needs a PROMPT to send")
     old = record["launch"]
-    launch = build_launch(cfg, record["session"], record["workspace"], runtime, record["model"],
+    launch = build_launch(cfg, record["session"], record["workspace"], runtime,
+                          record["model"] or cfg.data["agent"]["model"],
                           old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
                           record.get("project"), record.get("issue"), prompt, record["thread_id"],
                           policy_file=old.get("policy_file"))

@@ -1,7 +1,8 @@
-"""The runtime registry: the one list config validation, the CLI, launch, the runner, kill and send read.
+"""Runtimes by name, from the one registry (`supervisor.registry.RUNTIMES`) that config validation, the
+CLI, spawn, the runner, kill and send all read.
 
-A new runtime is one module defining a `Runtime` subclass as `RUNTIME`, plus one line here. Modules load
-only when a runtime is used, so `ao status` does not import tmux or Ray support.
+A new runtime is one module defining a `Runtime` subclass as `RUNTIME`, plus one line in the registry.
+Modules load only when a runtime is used, so `ao status` does not import tmux or Ray support.
 """
 from __future__ import annotations
 
@@ -9,26 +10,21 @@ import importlib
 from typing import TYPE_CHECKING
 
 from supervisor.errors import FatalError
+from supervisor.registry import RUNTIMES
 
 if TYPE_CHECKING:
     from supervisor.launch.runtimes.base import Runtime
     from supervisor.records import SessionRecord
 
-# name -> module that defines RUNTIME; the first is the default for runs that need no terminal
-REGISTRY: dict[str, str] = {
-    "headless": "supervisor.launch.runtimes.headless",
-    "tmux": "supervisor.launch.runtimes.tmux",
-}
-
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    return list(RUNTIMES)
 
 
 def get(name: str) -> Runtime:
-    module = REGISTRY.get(name)
+    module = RUNTIMES.get(name)
     if module is None:
-        raise FatalError(f"unknown runtime {name!r} (known: {', '.join(REGISTRY)})")
+        raise FatalError(f"unknown runtime {name!r} (known: {', '.join(RUNTIMES)})")
     runtime: Runtime = importlib.import_module(module).RUNTIME
     return runtime
 

@@ -76,6 +76,8 @@ class Runtime(abc.ABC):
     name: ClassVar[str]
     interactive: ClassVar[bool]  # a TUI a person can attach to, rather than `codex exec --json`
     description: ClassVar[str]
+    # programs this runtime needs: name -> (version command, how to install), for `ao doctor`
+    tools: ClassVar[dict[str, tuple[str, str]]] = {}
 
     @abc.abstractmethod
     def command(self, codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None) -> list[str]:

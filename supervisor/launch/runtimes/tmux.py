@@ -119,6 +119,7 @@ class TmuxRuntime(Runtime):
     name = "tmux"
     interactive = True
     description = "Run the codex TUI in tmux."
+    tools = {"tmux": ("tmux -V", "install tmux (apt-get install tmux) for the interactive runtime")}
 
     def __init__(self, poll: float = 0.5, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:

@@ -1,0 +1,13 @@
+"""ao's extension points in one place: each entry is a name and the module that implements it.
+
+Built-ins are registered the same way any new one would be. Only names live here, so config
+validation and the CLI can list choices without importing a runtime; modules load when used.
+"""
+from __future__ import annotations
+
+# A runtime starts, watches and stops codex (launch/runtimes/base.py: Runtime). The module defines
+# RUNTIME. The first entry is the default for runs that need no terminal.
+RUNTIMES: dict[str, str] = {
+    "headless": "supervisor.launch.runtimes.headless",
+    "tmux": "supervisor.launch.runtimes.tmux",
+}

@@ -1,0 +1,151 @@
+"""The runner keeps the record from what a runtime reports, tested with scripted histories (no codex)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from supervisor import paths, store
+from supervisor.launch.command import LaunchSpec
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started
+from supervisor.records import SessionRecord, Status
+from supervisor.sessions import runner
+
+
+class ScriptedRun(Run):
+    def __init__(self, history: list[Report]) -> None:
+        self.history = history
+        self.stopped = 0
+        self.pid = 4242
+
+    def reports(self) -> Iterator[Report]:
+        for report in self.history:
+            if self.stopped and isinstance(report, Changed):
+                continue  # a stopped run reports nothing more but its exit
+            yield report
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+class ScriptedRuntime(Runtime):
+    name = "scripted"
+    interactive = False
+    description = "replays a history"
+
+    def __init__(self, history: list[Report], fail_start: Exception | None = None) -> None:
+        self.history = history
+        self.fail_start = fail_start
+        self.runs: list[ScriptedRun] = []
+
+    def command(self, codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None) -> list[str]:
+        return [codex]
+
+    def start(self, job: Job) -> Run:
+        if self.fail_start:
+            raise self.fail_start
+        run = ScriptedRun(self.history)
+        self.runs.append(run)
+        return run
+
+    def stop(self, record: SessionRecord) -> None:
+        pass
+
+
+def make_session(session: str = "ao-test-000001", status: Status = Status.SPAWNING) -> Job:
+    store.insert({"session": session, "workspace": "/nonexistent", "runtime": "headless", "status": status,
+                  "launch": {"argv": ["codex"]}})
+    paths.session_dir(session).mkdir(parents=True, exist_ok=True)
+    return runner.job_for(store.get(session))
+
+
+def test_a_clean_exit_is_done_and_every_change_reaches_the_record() -> None:
+    job = make_session()
+    history: list[Report] = [Started(11), Changed({"thread_id": "t-1", "activity": "active"}),
+                             Changed({"rollout_path": "/r.jsonl"}), Changed({"activity": "idle"}), Exited(0)]
+    status = runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False)
+    record = store.get(job.session)
+    assert status == Status.DONE and record["status"] == "done"
+    assert record["thread_id"] == "t-1" and record["rollout_path"] == "/r.jsonl"
+    assert record["activity"] == "exited" and record["exit_code"] == 0 and record["ended_at"] is not None
+
+
+def test_a_reported_failure_with_exit_zero_is_failed_with_its_reason() -> None:
+    job = make_session()
+    history: list[Report] = [Started(11), Exited(0, failed=True, error="turn.failed: model unreachable")]
+    status = runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False)
+    record = store.get(job.session)
+    assert status == Status.FAILED
+    assert record["error"] == "turn.failed: model unreachable"
+
+
+def test_a_spent_budget_stops_the_run_at_the_first_idle_and_ends_blocked() -> None:
+    job = make_session()
+    history: list[Report] = [Started(11), Changed({"activity": "active"}), Changed({"activity": "idle"}),
+                             Changed({"activity": "active"}), Exited(-15)]
+    runtime = ScriptedRuntime(history)
+    status = runner.supervise(job.session, runtime, job, budget_spent=lambda s: True)
+    assert status == Status.BLOCKED
+    assert runtime.runs[0].stopped == 1  # stopped once, at the turn boundary
+    assert "budget" in (store.get(job.session)["error"] or "")
+
+
+def test_a_runtime_that_cannot_start_fails_the_session_with_the_cause() -> None:
+    job = make_session()
+    runtime = ScriptedRuntime([], fail_start=FileNotFoundError(2, "No such file or directory", "codex"))
+    status = runner.supervise(job.session, runtime, job, budget_spent=lambda s: False)
+    assert status == Status.FAILED
+    assert "cannot start codex" in (store.get(job.session)["error"] or "")
+
+
+def test_a_run_that_ends_without_an_exit_report_is_failed_not_done() -> None:
+    job = make_session()
+    status = runner.supervise(job.session, ScriptedRuntime([Started(11)]), job, budget_spent=lambda s: False)
+    assert status == Status.FAILED
+
+
+def test_kill_during_the_run_keeps_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = make_session()
+
+    class KilledRun(ScriptedRun):
+        def reports(self) -> Iterator[Report]:
+            yield Started(11)
+            os.kill(os.getpid(), signal.SIGTERM)  # what `ao kill` sends the runner
+            time.sleep(0.01)
+            yield Exited(-15)
+
+    class KilledRuntime(ScriptedRuntime):
+        def start(self, job: Job) -> Run:
+            run = KilledRun([])
+            self.runs.append(run)
+            return run
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        runtime = KilledRuntime([])
+        status = runner.supervise(job.session, runtime, job, budget_spent=lambda s: False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == Status.KILLED and runtime.runs[0].stopped == 1
+
+
+def test_queued_sessions_start_in_spawn_order_as_slots_free() -> None:
+    first = make_session("ao-test-000001", Status.WORKING)
+    second = make_session("ao-test-000002", Status.QUEUED)
+    third = make_session("ao-test-000003", Status.QUEUED)
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock moves only when the runner waits
+        naps.append(seconds)
+        if len(naps) == 3:
+            store.update(first.session, status=Status.DONE, ended_at=time.time())
+
+    runner.wait_for_slot(second.session, limit=1, sleep=sleep)
+    assert len(naps) == 3
+    assert store.get(second.session)["status"] == "spawning"
+    assert store.get(third.session)["status"] == "queued"
+    assert Path(paths.ao_home() / "slots.lock").exists()
