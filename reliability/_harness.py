@@ -126,6 +126,8 @@ def write_config(home: Home, base_url: str, extra: str = "") -> Path:
                     f"  base_url: {base_url}\n"
                     "agent:\n  model: gpt-5.1-codex\n  approval: skip\n"
                     "runtime: headless\n" + extra)
+    trusted = run_ao(home, "trust", str(path))  # the suite is the user: it trusts the config it wrote
+    assert trusted.returncode == 0, trusted.stderr
     return path
 
 

@@ -1,15 +1,24 @@
-"""agent-orchestrator.yaml: lookup, schema validation with file:line errors, get/set in place."""
+"""agent-orchestrator.yaml: lookup, schema validation with file:line errors, get/set in place.
+
+Trust: a config given with `--config` or `$AO_CONFIG`, and the user's own
+`$AO_HOME/agent-orchestrator.yaml`, are the user's word. A `./agent-orchestrator.yaml` found in the
+working directory is the repository's word (anyone who can commit to the repo, or an agent working
+in it, wrote it): it is layered on top of the user's config and, until `ao trust PATH` records its
+sha256, it may not loosen anything (see `review`). Editing the file makes it untrusted again.
+"""
 from __future__ import annotations
 
 import copy
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supervisor import paths
 from supervisor.errors import FatalError
+from supervisor.registry import RUNTIMES
 
 CONFIG_NAME = "agent-orchestrator.yaml"
 APPROVALS = ["skip", "auto-edit", "suggest"]
@@ -47,7 +56,7 @@ SCHEMA: dict[str, Any] = {"keys": {
         "wire_api": ["responses"],
         "env_key": {"nullable": "str"},
     }}},
-    "runtime": ["tmux", "headless"],
+    "runtime": list(RUNTIMES),
     "workspace": ["worktree", "in-place"],
     "max_concurrent": "int",
     "budget_usd": {"nullable": "number"},
@@ -81,7 +90,13 @@ DEFAULTS: dict[str, Any] = {
 class Config:
     data: dict[str, Any]
     path: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    # Every file merged into `data`, least specific first: the user's config, then the repository's.
+    layers: list[Path] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        """The files whose `policy:` and `budget_usd` sections apply, least specific first."""
+        return list(self.layers) or ([self.path] if self.path else [])
 
     def get(self, dotted: str) -> Any:
         node: Any = self.data
@@ -108,22 +123,35 @@ def _yaml() -> Any:
     return y
 
 
-def find_config_file(explicit: str | None = None) -> Path | None:
+def locate(explicit: str | None = None) -> tuple[Path, bool] | None:
+    """The config file in lookup order, and whether it is the user's own (True) or the repository's."""
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise FatalError(f"config file not found: {path}")
-        return path
+        return path, True
     env = os.environ.get("AO_CONFIG")
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
             raise FatalError(f"config file not found: {path} (from $AO_CONFIG)")
-        return path
-    for candidate in (Path.cwd() / CONFIG_NAME, paths.ao_home() / CONFIG_NAME):
-        if candidate.is_file():
-            return candidate
+        return path, True
+    user = user_config_file()
+    here = Path.cwd() / CONFIG_NAME
+    if here.is_file():
+        return here, user.is_file() and os.path.samefile(here, user)
+    if user.is_file():
+        return user, True
     return None
+
+
+def user_config_file() -> Path:
+    return paths.ao_home() / CONFIG_NAME
+
+
+def find_config_file(explicit: str | None = None) -> Path | None:
+    found = locate(explicit)
+    return found[0] if found else None
 
 
 def _line_of(parent: Any, key: Any) -> int | None:
@@ -212,12 +240,23 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_raw(path: Path) -> Any:
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+def _read_bytes(path: Path) -> bytes:
     try:
-        text = path.read_text()
+        return path.read_bytes()
     except OSError as exc:
         raise FatalError(f"cannot read config {path}: {exc.strerror}") from None
+
+
+def load_raw(path: Path) -> Any:
+    return _parse(_read_bytes(path), path)
+
+
+def _parse(raw_bytes: bytes, path: Path) -> Any:
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FatalError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
@@ -229,12 +268,142 @@ def load_raw(path: Path) -> Any:
 
 
 def load(explicit: str | None = None) -> Config:
-    path = find_config_file(explicit)
-    if path is None:
+    found = locate(explicit)
+    if found is None:
         return Config(copy.deepcopy(DEFAULTS), None)
-    raw = load_raw(path)
+    path, users_own = found
+    if users_own:
+        raw = load_raw(path)
+        validate(raw, str(path))
+        return Config(merge(DEFAULTS, _plain(raw or {})), path, [path])
+    base, layers = user_base()
+    raw_bytes = _read_bytes(path)  # hashed and parsed from the same bytes: no swap in between
+    raw = _parse(raw_bytes, path)
     validate(raw, str(path))
-    return Config(merge(DEFAULTS, _plain(raw or {})), path)
+    from supervisor import trust_store  # lazy: only a repository config needs it
+    if not trust_store.is_trusted(path, trust_store.digest(raw_bytes)):
+        refusals = review(raw, base, str(path))
+        if refusals:
+            raise FatalError(refusals[0].message())
+    return Config(merge(base, _plain(raw or {})), path, [*layers, path])
+
+
+def user_base() -> tuple[dict[str, Any], list[Path]]:
+    """The defaults with the user's own config merged in: what a repository config is layered on."""
+    user = user_config_file()
+    if not user.is_file():
+        return copy.deepcopy(DEFAULTS), []
+    raw = load_raw(user)
+    validate(raw, str(user))
+    return merge(DEFAULTS, _plain(raw or {})), [user]
+
+
+# What an untrusted repository config may not do. Each rule errs on the side of refusing: the
+# repository (or an agent that edited it) must never get more than the user's own config grants.
+APPROVAL_STRENGTH = {"skip": 0, "auto-edit": 1, "suggest": 2}
+SANDBOX_STRENGTH = {"danger-full-access": 0, "workspace-write": 1, "read-only": 2}
+# codex -c keys a repository may set: display and model tuning only. An allow-list, so a key a new
+# codex version adds (another hook, notifier, provider or sandbox knob) is refused until reviewed.
+SAFE_OVERRIDES = frozenset({
+    "model_reasoning_effort", "model_reasoning_summary", "model_verbosity", "model_context_window",
+    "model_auto_compact_token_limit", "hide_agent_reasoning", "show_raw_agent_reasoning",
+    "project_doc_max_bytes",
+})
+# Policy keys that only add restrictions: their lists add up on top of the user's rules.
+ADDITIVE_POLICY = frozenset({"forbidden_commands", "forbidden_paths", "approval_required", "mcp"})
+_PLAIN_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?")
+
+
+@dataclass
+class Refusal:
+    file: str
+    line: int | None
+    key: str
+    why: str
+
+    def message(self) -> str:
+        import shlex
+        loc = f"{self.file}:{self.line}" if self.line else self.file
+        return (f"{loc}: {self.key}: {self.why}, which an untrusted repository config may not do; "
+                f"if you wrote this file and accept it, run `ao trust {shlex.quote(self.file)}`")
+
+
+def review(raw: Any, base: dict[str, Any], file: str) -> list[Refusal]:
+    """Every setting in a repository config that would loosen `base` (the user's config)."""
+    out: list[Refusal] = []
+    if not isinstance(raw, dict):
+        return out
+
+    def refuse(parent: Any, key: Any, dotted: str, why: str) -> None:
+        out.append(Refusal(file, _line_of(parent, key), dotted, why))
+
+    codex = raw.get("codex")
+    if isinstance(codex, dict):
+        if "binary" in codex and codex["binary"] != "auto":
+            refuse(codex, "binary", "codex.binary", f"runs {codex['binary']!r} instead of codex")
+        if "version" in codex and not _PLAIN_VERSION.fullmatch(str(codex["version"])):
+            refuse(codex, "version", "codex.version",
+                   f"{codex['version']!r} is not a plain version number (npm would install it)")
+        overrides = codex.get("overrides")
+        if isinstance(overrides, dict):
+            for key in overrides:
+                if str(key).split(".")[0].strip() not in SAFE_OVERRIDES:
+                    refuse(overrides, key, f"codex.overrides.{key}",
+                           "changes a codex setting outside the model/display allow-list")
+    if "provider" in raw:
+        refuse(raw, "provider", "provider", "sends the agent's traffic and keys to another server")
+    agent = raw.get("agent")
+    if isinstance(agent, dict):
+        for key, strength in (("approval", APPROVAL_STRENGTH), ("sandbox", SANDBOX_STRENGTH)):
+            if key in agent and strength.get(agent[key], 0) < strength[base["agent"][key]]:
+                refuse(agent, key, f"agent.{key}", f"{agent[key]!r} is weaker than {base['agent'][key]!r}")
+    if "budget_usd" in raw and base.get("budget_usd") is not None:
+        value = raw["budget_usd"]
+        if value is None or value > base["budget_usd"]:
+            refuse(raw, "budget_usd", "budget_usd", f"{value!r} raises the budget of {base['budget_usd']!r}")
+    if "pricing" in raw:
+        refuse(raw, "pricing", "pricing", "changes the prices budgets are counted in")
+    if "policy" in raw:
+        _review_policy(raw, "policy", "policy", refuse)
+    projects = raw.get("projects")
+    if isinstance(projects, dict):
+        for name, project in projects.items():
+            if isinstance(project, dict) and "policy" in project:
+                _review_policy(project, "policy", f"projects.{name}.policy", refuse)
+    return out
+
+
+def _review_policy(parent: Any, key: str, dotted: str, refuse: Any) -> None:
+    node = parent[key]
+    if not isinstance(node, dict):
+        refuse(parent, key, dotted, "replaces the policy (only added rules are allowed)")
+        return
+    for sub, value in node.items():
+        if sub not in ADDITIVE_POLICY:
+            refuse(node, sub, f"{dotted}.{sub}", "loosens or replaces a policy setting (only added rules are allowed)")
+        elif sub == "mcp" and isinstance(value, dict):
+            for part in value:
+                if part != "deny":
+                    refuse(value, part, f"{dotted}.mcp.{part}", "widens the MCP allow-list (only deny is allowed)")
+
+
+def trust_config(path: Path | str) -> str:
+    """Record the file's sha256 as trusted after validating it; returns the hash."""
+    return _trust(Path(path).expanduser())[0]
+
+
+def _trust(path: Path) -> tuple[str, list[Refusal]]:
+    from supervisor import trust_store
+    raw_bytes = _read_bytes(path)
+    raw = _parse(raw_bytes, path)
+    validate(raw, str(path))
+    granted = review(raw, user_base()[0], str(path))
+    return trust_store.record(path, trust_store.digest(raw_bytes)), granted
+
+
+def trust_with_review(path: Path | str) -> tuple[str, list[Refusal]]:
+    """Trust the file; returns its hash and the settings the trust now lets it make."""
+    return _trust(Path(path).expanduser())
 
 
 def _schema_node(dotted: str) -> Any:
@@ -273,7 +442,12 @@ def set_value(path: Path, dotted: str, text: str) -> Any:
         node = node[part]
     node[parts[-1]] = value
     validate(_yaml().load(_dump(doc)), str(path))
-    paths.atomic_write(path, _dump(doc))
+    from supervisor import trust_store
+    was_trusted = path.exists() and trust_store.is_trusted(path, trust_store.digest(_read_bytes(path)))
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # the user's file keeps its mode
+    paths.atomic_write(path, _dump(doc), mode=mode)
+    if was_trusted:  # the user's own edit keeps a trusted file trusted
+        trust_store.record(path, trust_store.digest(_read_bytes(path)))
     return value
 
 

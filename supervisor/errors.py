@@ -48,10 +48,15 @@ def _log_traceback(exc: BaseException) -> str | None:
 
 
 @contextmanager
-def error_handler() -> Iterator[None]:
-    """Exit with one line for every failure; never a traceback on the terminal."""
+def error_handler(passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Exit with one line for every failure; never a traceback on the terminal.
+
+    `passthrough` names exceptions that are control flow for the caller (click's exit and usage errors).
+    """
     try:
         yield
+    except passthrough:
+        raise
     except FatalError as exc:
         sys.stderr.write(f"ao: error: {exc}\n")
         raise SystemExit(exc.exit_code) from None

@@ -1,4 +1,8 @@
-"""Where ao keeps its data. Everything lives under one env-overridable home."""
+"""Where ao keeps its data. Everything lives under one env-overridable home.
+
+The home holds exec logs, approvals, events and keys, so it is private (0700): other local users
+cannot read anything under it, whatever mode a file inside was created with.
+"""
 from __future__ import annotations
 
 import functools
@@ -13,8 +17,27 @@ def ao_home() -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _home_for(env: str | None, _home: str | None) -> Path:
-    # cached per environment value: `ao status` asks hundreds of times per call
-    return Path(env).expanduser() if env else Path.home() / ".agent-orchestrator"
+    # cached per environment value: `ao status` asks hundreds of times per call, so the home is
+    # created (or an existing one tightened) once per process, on first use
+    home = Path(env).expanduser() if env else Path.home() / ".agent-orchestrator"
+    try:
+        ensure_private_dir(home)
+    except OSError:
+        pass  # unwritable or not ours: the first real write reports it with its own context
+    return home
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) if missing and make it 0700; returns it."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
+    if st.st_mode & 0o777 != 0o700 and st.st_uid == os.getuid():
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; chmod is not
+    return path
 
 
 def codex_home() -> Path:
@@ -46,8 +69,11 @@ def codex_cache_dir() -> Path:
     return ao_home() / "cache" / "codex"
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None:
-    """Write via a temp file in the same dir and rename, so readers never see half a file."""
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write via a temp file in the same dir and rename, so readers never see half a file.
+
+    Private (0600) unless `mode` says otherwise, e.g. 0o755 for an executable.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -56,8 +82,7 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

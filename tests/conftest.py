@@ -93,13 +93,19 @@ def sample_repo(tmp_path: Path) -> Path:
 
 
 def write_config(directory: Path, base_url: str, extra: str = "") -> Path:
-    """An agent-orchestrator.yaml pointing codex at the scripted model, headless, bypassing approvals."""
+    """An agent-orchestrator.yaml pointing codex at the scripted model, headless, bypassing approvals.
+
+    The test is the user here, so the file is trusted (`ao trust`) like a user would after writing it.
+    """
+    from supervisor import config
+
     path = directory / "agent-orchestrator.yaml"
     path.write_text(
         "provider:\n"
         f"  id: scripted\n  base_url: {base_url}\n"
         "agent:\n  model: gpt-5.1-codex\n  approval: skip\n"
         "runtime: headless\n" + extra)
+    config.trust_config(path)
     return path
 
 

@@ -53,7 +53,7 @@ def monkeypatch_env_home(monkeypatch, tmp_path) -> Path:
 
 @pytest.mark.parametrize("text, expected", [
     ("agent:\n  model: x\n  colour: blue\n", "agent-orchestrator.yaml:3: unknown key agent.colour; allowed keys: model"),
-    ("runtime: docker\n", "agent-orchestrator.yaml:1: runtime must be one of tmux, headless, got 'docker'"),
+    ("runtime: docker\n", "agent-orchestrator.yaml:1: runtime must be one of headless, tmux, got 'docker'"),
     ("agent:\n  approval: yolo\n", "agent.approval must be one of skip, auto-edit, suggest"),
     ("max_concurrent: many\n", "max_concurrent must be an integer"),
     ("flavour: 1\n", "agent-orchestrator.yaml:1: unknown key flavour; allowed keys: codex, agent"),
@@ -102,6 +102,7 @@ def test_set_rejects_bad_values_without_touching_the_file():
 
 def test_cli_config_get_set(ao):
     Path("agent-orchestrator.yaml").write_text("agent:\n  model: gpt-5  # keep me\n")
+    config.trust_config(Path("agent-orchestrator.yaml"))  # the user's file; `config set` keeps it trusted
     assert ao("config", "set", "agent.approval", "skip").returncode == 0
     assert ao("config", "get", "agent.approval").stdout.strip() == "skip"
     assert "# keep me" in Path("agent-orchestrator.yaml").read_text()

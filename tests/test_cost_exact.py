@@ -215,7 +215,9 @@ def test_cost_all_equals_the_ledger(codex, scripted_model, config_for, sample_re
         target = old_home / path.relative_to(home)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes().replace(b'"type":"token_usage_record"', b'"type":"token_usage_recorX"'))
-    env = dict(os.environ, CODEX_HOME=str(old_home), AO_HOME=str(tmp_path / "ao-home-2"))
+    # another AO_HOME has its own trust store: name the config explicitly, as a user would
+    env = dict(os.environ, CODEX_HOME=str(old_home), AO_HOME=str(tmp_path / "ao-home-2"),
+               AO_CONFIG=str(Path.cwd() / "agent-orchestrator.yaml"))
     fallback = json.loads(cost_cli("cost", "--all", "--json", env=env).stdout)
     # codex writes a response's token_count only after its tool call returns, so the response that
     # asked for the killed `sleep 30` has a record but no token_count: only records count it

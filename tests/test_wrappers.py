@@ -463,3 +463,22 @@ def test_reader_resynchronises_after_a_torn_write(tmp_path, monkeypatch):
     whole = '{"ts":2,"session":"s1","cmd":"git","event":"branch","name_hex":"6669782f61"}'
     path.write_text('{"ts":1,"session":"s1","cm' + whole + "\n")
     assert [e["name"] for e in events_mod.read_events("s1")] == ["fix/a"]
+
+
+def test_events_file_and_session_dir_are_private_whatever_the_umask(bin_dir: Path, base_path: str,
+                                                                   template_repo: Path) -> None:
+    """Other local users must not read what an agent's git and gh did; the caller's umask is kept."""
+    env = make_env(base_path, bin_dir)
+    old = os.umask(0o022)
+    try:
+        assert run(["git", "checkout", "-q", "-b", "private"], env, template_repo).returncode == 0
+        # the same shell (helper sourced) records, then reports the umask it is left with
+        probe = subprocess.run(["sh", "-c", f'. "{bin_dir}/ao-metadata-helper.sh"; ao_record git probe ""; umask'],
+                               env=env, capture_output=True, text=True, timeout=20)
+    finally:
+        os.umask(old)
+    path = events.events_path(SESSION)
+    assert [e["event"] for e in session_events()] == ["branch", "probe"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert probe.stdout.strip() == "0022"

@@ -53,15 +53,19 @@ ao_hex() {
 ao_record() {
     ao_can_record || return 0
     _ao_sdir=$AO_DATA_DIR/sessions/$AO_SESSION
-    [ -d "$_ao_sdir" ] || mkdir -p "$_ao_sdir" 2>/dev/null || return 0
+    # umask 077 for what this function creates (dirs 0700, the events file 0600), restored after:
+    # the wrapped command already ran, but the caller's umask is not ours to change
+    _ao_umask=$(umask)
+    umask 077
+    [ -d "$_ao_sdir" ] || mkdir -p "$_ao_sdir" 2>/dev/null || { umask "$_ao_umask"; return 0; }
     _ao_ts=$(date +%s 2>/dev/null)
     _ao_line="{\"ts\":${_ao_ts:-0},\"session\":\"$AO_SESSION\",\"cmd\":\"$1\",\"event\":\"$2\"$3}
 "
     # One printf of one string (newline included) to an O_APPEND fd is one write(2), so concurrent
     # writers neither interleave nor lose lines; nothing is read back and rewritten. dash writes any
     # length at once, bash only up to its 4 KiB buffer: longer (absurd) lines are dropped, not torn.
-    [ "${#_ao_line}" -le 4000 ] || return 0
-    { printf '%s' "$_ao_line" >>"$_ao_sdir/events.jsonl"; } 2>/dev/null
+    [ "${#_ao_line}" -le 4000 ] && { printf '%s' "$_ao_line" >>"$_ao_sdir/events.jsonl"; } 2>/dev/null
+    umask "$_ao_umask"
     return 0
 }
 

@@ -32,7 +32,7 @@ def install(workspace: Path, session: str, rules: str | None) -> bool:
     else:
         new = text + ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + section
     if new != text:
-        paths.atomic_write(path, new)
+        paths.atomic_write(path, new, mode=0o644)  # a file of the repository, not of ao
     if created:
         _exclude(workspace, "AGENTS.md")
     return created

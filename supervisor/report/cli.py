@@ -13,6 +13,9 @@ import click
 from supervisor import __version__
 from supervisor.errors import error_handler
 
+# click signals --help, usage errors and aborts with exceptions that it prints itself
+CLICK_FLOW = (click.exceptions.Exit, click.ClickException, click.exceptions.Abort)
+
 # name -> (module, attribute). Modules load only when their command runs, so `ao status` does not
 # import the cost index, the signing code or the wrapper installer (start-up time is felt on every call).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deny": ("supervisor.report.cmd_govern", "deny_cmd"),
     "config": ("supervisor.report.cmd_config", "config_group"),
     "doctor": ("supervisor.report.cmd_config", "doctor"),
+    "trust": ("supervisor.report.cmd_trust", "trust_cmd"),
     "wrappers": ("supervisor.report.cmd_wrappers", "wrappers"),
     "model": ("supervisor.report.cmd_model", "model"),
     "demo": ("supervisor.report.cmd_model", "demo"),
@@ -51,7 +55,7 @@ class AoGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        with error_handler():
+        with error_handler(passthrough=CLICK_FLOW):
             result = super().invoke(ctx)
         if isinstance(result, int) and not isinstance(result, bool) and result:
             ctx.exit(result)
@@ -68,5 +72,5 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def main() -> None:
-    with error_handler():  # ^C while click parses or loads a command
+    with error_handler(passthrough=CLICK_FLOW):  # ^C while click parses or loads a command
         cli(prog_name="ao")

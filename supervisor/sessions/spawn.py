@@ -133,7 +133,7 @@ def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
         session = store.new_session_id()
     sdir = paths.session_dir(session)
     try:
-        sdir.mkdir(parents=True, exist_ok=True)
+        paths.ensure_private_dir(sdir)
     except OSError as exc:
         raise FatalError(f"cannot create session dir {sdir}: {exc.strerror}") from None
     workspace, repo, branch = _pick_workspace(cfg, req, session)
