@@ -9,18 +9,18 @@ from typing import Any
 
 import orjson
 
+from supervisor.observe import codex_format as cf
+
 TAIL_BYTES = 64 * 1024
 STALE_AFTER = 300.0  # a turn with no event for this long is reported idle, not active
 
-_WAITING = {"exec_approval_request", "apply_patch_approval_request", "request_user_input", "elicitation_request"}
-_BLOCKED = {"error", "turn_aborted", "stream_error"}
-_IDLE = {"task_complete", "turn_complete", "shutdown_complete"}
+kind_of = cf.line_kind  # old name, kept for callers
 
 
 def last_events(path: Path, limit: int = TAIL_BYTES) -> list[dict[str, Any]]:
     """The complete lines in the last `limit` bytes of a rollout, parsed; never the whole file."""
     try:
-        with open(path, "rb") as fh:
+        with cf.open_regular(path) as fh:  # a FIFO or /dev/zero here would hang the status board
             size = os.fstat(fh.fileno()).st_size
             fh.seek(max(0, size - limit))
             data = fh.read(limit)
@@ -42,13 +42,6 @@ def last_events(path: Path, limit: int = TAIL_BYTES) -> list[dict[str, Any]]:
     return out
 
 
-def kind_of(event: dict[str, Any]) -> str:
-    payload = event.get("payload")
-    if isinstance(payload, dict) and isinstance(payload.get("type"), str):
-        return payload["type"]
-    return str(event.get("type") or "")
-
-
 def classify(kinds: list[str], age: float, alive: bool, pending_approval: bool = False,
              guard_blocked: bool = False) -> str:
     """Pure: the newest meaningful event kind decides; a dead process is exited whatever came before."""
@@ -59,20 +52,19 @@ def classify(kinds: list[str], age: float, alive: bool, pending_approval: bool =
     if guard_blocked:
         return "blocked"
     for kind in reversed(kinds):
-        if kind in _WAITING:
+        if kind in cf.WAITING_KINDS:
             return "waiting_input"
-        if kind in _BLOCKED:
+        if kind in cf.BLOCKED_KINDS:
             return "blocked"
-        if kind in _IDLE:
+        if kind in cf.IDLE_KINDS:
             return "idle"
-        if kind in ("task_started", "function_call", "function_call_output", "custom_tool_call", "reasoning",
-                    "agent_message", "token_count", "message", "item_completed", "token_usage_record"):
+        if kind in cf.WORKING_KINDS:
             return "idle" if age > STALE_AFTER else "active"
     return "active" if age <= STALE_AFTER else "idle"
 
 
 def _event_time(event: dict[str, Any]) -> float | None:
-    stamp = event.get("timestamp")
+    stamp = event.get(cf.TIMESTAMP)
     if not isinstance(stamp, str):
         return None
     try:
@@ -92,7 +84,10 @@ def activity(rollout: str | None, alive: bool, now: float | None = None, **flags
     stamp = _event_time(events[-1]) if events else None
     if stamp is None:
         try:
-            stamp = path.stat().st_mtime
+            st = path.stat()
         except OSError:
             return None
-    return classify([kind_of(e) for e in events], (now or time.time()) - stamp, alive, **flags)
+        if not cf.is_regular(st):  # a FIFO's or a device's mtime says nothing about codex
+            return None
+        stamp = st.st_mtime
+    return classify([cf.line_kind(e) for e in events], (now or time.time()) - stamp, alive, **flags)

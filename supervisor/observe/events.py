@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 from supervisor import paths
+from supervisor.observe.codex_format import NotRegularFile, open_regular
 
 PR_STATUSES = ("pr_open", "merged", "closed")
 _PULL_RE = re.compile(r"/pull/(\d+)/?$")
@@ -47,11 +49,22 @@ def parse_line(line: bytes | str) -> dict[str, Any] | None:
         return None
 
 
-def read_events(session: str) -> list[dict[str, Any]]:
-    """Every readable event of a session, in file order; unreadable lines are skipped."""
+def read_events(session: str, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every readable event of a session, in file order; unreadable lines are skipped.
+
+    The agent can write this file, so a FIFO or a device in its place is skipped with a warning
+    (into `warnings`, else on stderr) instead of hanging the reader.
+    """
     try:
-        raw = events_path(session).read_bytes()
+        with open_regular(events_path(session)) as fh:
+            raw = fh.read()
     except (FileNotFoundError, NotADirectoryError):
+        return []
+    except NotRegularFile as exc:
+        if warnings is None:
+            sys.stderr.write(f"warning: {exc}\n")
+        else:
+            warnings.append(str(exc))
         return []
     events = []
     for line in raw.split(b"\n"):

@@ -5,6 +5,10 @@ from typing import Any
 
 import orjson
 
+from supervisor.observe import codex_format as cf
+
+MAX_ERROR = 2000
+
 
 class ExecFold:
     """Feed it stdout lines; it returns the session fields that changed."""
@@ -16,30 +20,24 @@ class ExecFold:
 
     def feed(self, line: bytes) -> dict[str, Any]:
         try:
-            event = orjson.loads(line)
+            event = cf.exec_event(orjson.loads(line))
         except orjson.JSONDecodeError:
             return {}
-        if not isinstance(event, dict):
+        if event is None:
             return {}
-        kind = event.get("type")
-        if kind == "thread.started" and event.get("thread_id"):
-            self.thread_id = str(event["thread_id"])
+        if event.kind == cf.Exec.THREAD_STARTED and event.thread_id:
+            self.thread_id = event.thread_id
             return {"thread_id": self.thread_id}
-        if kind == "turn.completed" and isinstance(event.get("usage"), dict):
-            u = event["usage"]
+        if event.kind == cf.Exec.TURN_COMPLETED and event.usage is not None:
             # the usage of turn.completed is the thread's running total, so it replaces, never adds
-            return {"input": int(u.get("input_tokens") or 0),
-                    "cached_input": int(u.get("cached_input_tokens") or 0),
-                    "output": int(u.get("output_tokens") or 0),
-                    "reasoning": int(u.get("reasoning_output_tokens") or 0),
-                    "activity": "idle"}
-        if kind == "turn.started":
+            i, c, o, r = event.usage
+            return {"input": i, "cached_input": c, "output": o, "reasoning": r, "activity": "idle"}
+        if event.kind == cf.Exec.TURN_STARTED:
             return {"activity": "active"}
-        if kind == "turn.failed":
+        if event.kind == cf.Exec.TURN_FAILED:
             self.failed = True
-            err = event.get("error") or {}
-            self.error = str(err.get("message") if isinstance(err, dict) else err)[:2000]
+            self.error = (event.error or "")[:MAX_ERROR]
             return {"error": self.error}
-        if kind == "error":
-            self.error = str(event.get("message"))[:2000]
+        if event.kind == cf.Exec.ERROR:
+            self.error = (event.error or "")[:MAX_ERROR]
         return {}

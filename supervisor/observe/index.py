@@ -7,7 +7,6 @@ Deleting the database loses nothing: the next run reads the rollouts again.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +17,12 @@ import orjson
 
 from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError
+from supervisor.observe import codex_format as cf
 from supervisor.observe import rollout, usage
 
 SCHEMA_VERSION = 1
 MAX_FILE_WARNINGS = 20
 BATCH = 20_000
-THREAD_IN_NAME = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl(?:\.zst)?$")
 SCHEMA = f"""
 CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL, line_no INTEGER NOT NULL,
@@ -79,9 +78,13 @@ def connect() -> sqlite3.Connection:
 
 
 def discover(codex_home: Path) -> list[str]:
-    """Every rollout under sessions/ and archived_sessions/, in a stable order."""
+    """Every rollout under sessions/ and archived_sessions/, in a stable order.
+
+    Nothing is opened here and only directories (not links to them) are entered, so a FIFO, a
+    device or a symlink loop cannot stall the walk; `refresh` skips what is not a regular file.
+    """
     found: list[str] = []
-    for root in (codex_home / "sessions", codex_home / "archived_sessions"):
+    for root in (codex_home / cf.SESSIONS_DIR, codex_home / cf.ARCHIVED_DIR):
         stack = [str(root)]
         while stack:
             try:
@@ -91,15 +94,9 @@ def discover(codex_home: Path) -> list[str]:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-                elif entry.name.startswith("rollout-") and (entry.name.endswith(".jsonl")
-                                                             or entry.name.endswith(".jsonl.zst")):
+                elif cf.is_rollout_name(entry.name):
                     found.append(entry.path)
     return sorted(found)
-
-
-def thread_of_name(path: str) -> str | None:
-    match = THREAD_IN_NAME.search(path)
-    return match.group(1) if match else None
 
 
 class _Parents:
@@ -107,23 +104,26 @@ class _Parents:
 
     def __init__(self, con: sqlite3.Connection, candidates: Iterable[str]) -> None:
         self.con = con
-        self.by_thread = {t: p for p in candidates if (t := thread_of_name(p))}
+        self.by_thread = {t: p for p in candidates if (t := cf.thread_of_name(p))}
 
     def __call__(self, thread_id: str, end_offset: int | None) -> usage.Totals | None:
         path = self.by_thread.get(thread_id)
         if path is None:
             row = self.con.execute("SELECT path FROM files WHERE thread_id = ?", (thread_id,)).fetchone()
             path = row[0] if row else None
-        if path is None or not os.path.exists(path):
+        if path is None:
             return None
-        if path.endswith(".zst"):
-            return _last_total_zst(path, end_offset)
-        return _last_total(path, end_offset)
+        try:
+            if path.endswith(cf.COMPRESSED_SUFFIX):
+                return _last_total_zst(path, end_offset)
+            return _last_total(path, end_offset)
+        except OSError:  # gone, unreadable, or not a regular file: the fork's caller warns
+            return None
 
 
 def _last_total(path: str, end: int | None, block: int = 1 << 20) -> usage.Totals | None:
     """Scan backwards from `end` for the newest token_count line with a total."""
-    with open(path, "rb") as fh:
+    with cf.open_regular(path) as fh:
         pos = fh.seek(0, os.SEEK_END) if end is None else end
         tail = b""
         while pos > 0:
@@ -143,23 +143,22 @@ def _last_total(path: str, end: int | None, block: int = 1 << 20) -> usage.Total
 def _last_total_zst(path: str, end: int | None) -> usage.Totals | None:
     last = None
     tail = rollout.RolloutTail(path)
-    for _, line in tail.records(usage.USAGE_MARKERS[1:2]):
+    for _, line in tail.records((cf.TOKEN_COUNT_MARKER,)):
         if end is not None and tail.offset > end:
             break
-        found = _total_of(orjson.dumps(line))
-        last = found if found is not None else last
+        counted = cf.token_count(line)
+        last = counted.total if counted is not None else last
     return last
 
 
 def _total_of(line: bytes) -> usage.Totals | None:
-    if b'"token_count"' not in line:
+    if cf.TOKEN_COUNT_NEEDLE not in line:
         return None
     try:
-        obj = orjson.loads(line)
-        info = obj["payload"]["info"]
-        return usage._totals(info["total_token_usage"]) if isinstance(info, dict) else None
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        counted = cf.token_count(orjson.loads(line))
+    except orjson.JSONDecodeError:
         return None
+    return counted.total if counted is not None else None
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -185,6 +184,10 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
     for p, st in stats.items():
         if st is None:
             out.warnings.append(f"{p}: rollout not found")
+        elif not cf.is_regular(st):
+            # a FIFO would block the open and /dev/zero would never end: treat it as absent
+            out.warnings.append(str(cf.NotRegularFile(p, st.st_mode)))
+            stats[p] = None
     con = connect()
     try:
         known = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev FROM files")}
@@ -266,7 +269,10 @@ def _renames(con: sqlite3.Connection, todo: list[str], gone: list[str], rows: di
 def _will_reset(path: str, row: tuple[Any, ...], st: os.stat_result) -> bool:
     tail = rollout.RolloutTail(path, offset=row[4], line_no=row[5], inode=row[2], dev=row[3], size=row[0],
                                head=row[6] or b"")
-    return tail.sync(st)
+    try:
+        return tail.sync(st)
+    except OSError:  # swapped or removed since the stat: _read_file reports it
+        return False
 
 
 class _Pending:
@@ -303,7 +309,12 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
         st = os.stat(path)  # fresh: the stat taken for the whole refresh may predate a replacement
     except OSError:
         pass
-    if tail.sync(st):
+    try:
+        reset = tail.sync(st)
+    except OSError as exc:  # swapped for a FIFO or removed since the stat: keep what the index had
+        out.warnings.append(f"{path}: cannot read ({exc.strerror})")
+        return
+    if reset:
         out.resets += 1
         _forget(con, path)
         fold_state, warnings, start = {}, [], 0
@@ -311,10 +322,10 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     fold = usage.FileFold({**fold_state, "where": path}, parent_totals=parents)
     duplicates = 0
     batch: list[usage.ResponseUsage] = []
-    token_count = usage.TOKEN_COUNT_MARKER
+    token_count = cf.TOKEN_COUNT_MARKER
 
     def spans(chunk: bytes, last_nl: int) -> list[tuple[int, int]]:
-        return usage.usage_spans(chunk, last_nl, fold.has_records)
+        return cf.usage_spans(chunk, last_nl, fold.has_records)
 
     try:
         for raw in tail.fast_lines(spans):
@@ -343,7 +354,7 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     out.read_files += 1
     out.read_bytes += tail.offset - start
     warnings = (warnings + tail.warnings + fold.warnings)[:MAX_FILE_WARNINGS]
-    thread_id = fold.thread_id or thread_of_name(path)
+    thread_id = fold.thread_id or cf.thread_of_name(path)
     con.execute(
         "INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
         " duplicates, pending, warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET"

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import orjson
+
+from supervisor.observe import codex_format as cf
 
 
 def _day_dirs(sessions: Path, around: float) -> Iterator[Path]:
@@ -17,53 +19,45 @@ def _day_dirs(sessions: Path, around: float) -> Iterator[Path]:
 
 def find_rollout(thread_id: str, codex_home: Path, around: float | None = None) -> Path | None:
     """The date folders around the session's time first, then the whole tree (and archive) once."""
-    sessions = codex_home / "sessions"
+    sessions = codex_home / cf.SESSIONS_DIR
+    pattern = cf.rollout_glob(thread_id)
     for folder in _day_dirs(sessions, around or dt.datetime.now().timestamp()):
-        hits = sorted(folder.glob(f"rollout-*{thread_id}.jsonl*"))
+        hits = sorted(folder.glob(pattern))
         if hits:
             return hits[0]
-    hits = sorted(sessions.glob(f"*/*/*/rollout-*{thread_id}.jsonl*"))
-    hits += sorted((codex_home / "archived_sessions").glob(f"rollout-*{thread_id}.jsonl*"))
+    hits = sorted(sessions.glob(f"*/*/*/{pattern}"))
+    hits += sorted((codex_home / cf.ARCHIVED_DIR).glob(pattern))
     return hits[0] if hits else None
 
 
-def first_line(path: Path, limit: int = 1 << 20) -> dict[str, Any] | None:
+def session_meta(path: Path, limit: int = 1 << 20) -> cf.SessionMeta | None:
+    """The rollout's first line, when it is a session_meta; None for anything unreadable."""
     try:
-        with open(path, "rb") as fh:
+        with cf.open_regular(path) as fh:
             line = fh.readline(limit)
-        value = orjson.loads(line)
+        return cf.session_meta(orjson.loads(line))
     except (OSError, orjson.JSONDecodeError):
         return None
-    return value if isinstance(value, dict) else None
-
-
-def session_meta(path: Path) -> dict[str, Any] | None:
-    line = first_line(path)
-    if not line:
-        return None
-    payload = line.get("payload") if line.get("type") == "session_meta" else None
-    return payload if isinstance(payload, dict) else None
 
 
 def find_by_workspace(workspace: str, since: float, codex_home: Path) -> tuple[str, Path] | None:
     """The first rollout started after `since` whose session_meta cwd is the workspace (tmux runs)."""
     found: list[tuple[float, str, Path]] = []
-    for folder in _day_dirs(codex_home / "sessions", since):
-        for path in folder.glob("rollout-*.jsonl"):
+    for folder in _day_dirs(codex_home / cf.SESSIONS_DIR, since):
+        for path in folder.glob(cf.rollout_glob(compressed=False)):  # a running session's file is never compressed
             try:
                 if path.stat().st_mtime < since - 2:
                     continue
             except OSError:
                 continue
             meta = session_meta(path)
-            if meta and meta.get("cwd") == workspace and meta.get("id") and not meta.get("forked_from_id"):
-                stamp = str(meta.get("timestamp") or "")
+            if meta and meta.cwd == workspace and meta.thread_id and not meta.forked_from:
                 try:
-                    started = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                    started = dt.datetime.fromisoformat((meta.timestamp or "").replace("Z", "+00:00")).timestamp()
                 except ValueError:
                     started = path.stat().st_mtime
                 if started >= since - 2:
-                    found.append((started, str(meta["id"]), path))
+                    found.append((started, meta.thread_id, path))
     if not found:
         return None
     _, thread, path = min(found)
@@ -74,21 +68,19 @@ def user_messages(path: Path, offset: int) -> tuple[list[str], int]:
     """User message texts appended to a rollout after byte `offset`; returns them and the new offset."""
     texts: list[str] = []
     try:
-        with open(path, "rb") as fh:
+        with cf.open_regular(path) as fh:
             fh.seek(offset)
             data = fh.read()
     except OSError:
         return texts, offset
     end = data.rfind(b"\n") + 1
     for raw in data[:end].splitlines():
-        if b'"user"' not in raw:
+        if cf.USER_NEEDLE not in raw:
             continue
         try:
-            line = orjson.loads(raw)
+            text = cf.user_message_text(orjson.loads(raw))
         except orjson.JSONDecodeError:
             continue
-        payload = line.get("payload") if isinstance(line, dict) else None
-        if isinstance(payload, dict) and payload.get("type") == "message" and payload.get("role") == "user":
-            content = payload.get("content") or []
-            texts.append("".join(c.get("text", "") for c in content if isinstance(c, dict)))
+        if text is not None:
+            texts.append(text)
     return texts, offset + end

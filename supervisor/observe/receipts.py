@@ -9,11 +9,10 @@ from typing import Any, Iterable
 
 import orjson
 
+from supervisor.observe import codex_format as cf
 from supervisor.observe import rollout
 from supervisor.redact import redact, redact_text
 
-CALLS = ("function_call", "custom_tool_call", "local_shell_call")
-OUTPUTS = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
 EXIT_LINE = re.compile(r"(?:Process exited with code|Exit code:?)\s*(-?\d+)")
 EXCERPT = 400
 
@@ -34,8 +33,7 @@ class Receipt:
         return asdict(self)
 
 
-def _arguments(payload: dict[str, Any]) -> Any:
-    raw = payload.get("arguments", payload.get("input", payload.get("action")))
+def _arguments(raw: Any) -> Any:
     if isinstance(raw, str):
         try:
             raw = orjson.loads(raw)
@@ -65,36 +63,30 @@ def receipts_from_lines(lines: Iterable[Any]) -> list[Receipt]:
     by_call: dict[str, Receipt] = {}
     turn_id: str | None = None
     for line in lines:
-        if not isinstance(line, dict) or not isinstance(line.get("payload"), dict):
+        if type(line) is not dict:
             continue
-        payload, kind, ts = line["payload"], line.get("type"), line.get("timestamp")
-        sub = payload.get("type")
-        if kind == "turn_context" or (kind == "event_msg" and sub == "task_started"):
-            turn_id = payload.get("turn_id") or turn_id
-        elif kind == "response_item" and sub in CALLS:
-            call_id = str(payload.get("call_id") or payload.get("id") or f"call-{len(by_call)}")
-            meta = payload.get("internal_chat_message_metadata_passthrough")
-            call_turn = meta.get("turn_id") if isinstance(meta, dict) else None
-            by_call[call_id] = Receipt(call_id, str(payload.get("name") or sub), _arguments(payload),
-                                       call_turn or turn_id, ts, None, None, "pending", None)
-        elif kind == "response_item" and sub in OUTPUTS:
-            receipt = by_call.get(str(payload.get("call_id")))
+        ts = line.get(cf.TIMESTAMP)
+        if opened := cf.turn_started(line):
+            turn_id = opened
+        elif (call := cf.tool_call(line)) is not None:
+            call_id = call.call_id or f"call-{len(by_call)}"
+            by_call[call_id] = Receipt(call_id, call.tool, _arguments(call.arguments), call.turn_id or turn_id,
+                                       ts, None, None, "pending", None)
+        elif (output := cf.tool_output(line)) is not None:
+            receipt = by_call.get(output.call_id)
             if receipt is None:
                 continue
-            text = _output_text(payload.get("output"))
+            text = _output_text(output.output)
             receipt.ended_at, receipt.status = ts, "completed"
             receipt.output_excerpt = redact_text(text[:EXCERPT])
             found = EXIT_LINE.search(text[:2000])
             if found and receipt.exit_code is None:
                 receipt.exit_code = int(found.group(1))
-        elif kind == "event_msg" and sub in ("item_completed", "exec_command_end"):
-            item = payload.get("item") if sub == "item_completed" else payload
-            if not isinstance(item, dict):
-                continue
-            receipt = by_call.get(str(item.get("id") if sub == "item_completed" else item.get("call_id")))
-            if receipt is not None and isinstance(item.get("exit_code"), int):
-                receipt.exit_code = item["exit_code"]
-                receipt.started_at = _ms_iso(payload.get("started_at_ms")) or receipt.started_at
+        elif (done := cf.tool_exit(line)) is not None:
+            receipt = by_call.get(done.call_id)
+            if receipt is not None and done.exit_code is not None:
+                receipt.exit_code = done.exit_code
+                receipt.started_at = _ms_iso(done.started_at_ms) or receipt.started_at
     return list(by_call.values())
 
 

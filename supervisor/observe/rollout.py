@@ -2,7 +2,8 @@
 
 A `RolloutTail` keeps a byte offset. Each read returns only whole lines added since the last read;
 a partial last line is left on disk until its newline arrives. Memory stays bounded by the chunk
-size plus the longest line (lines above `max_line` are skipped with a warning).
+size plus the longest line (lines above `max_line` are skipped with a warning). Only regular files
+are read (`codex_format.open_regular`): a FIFO or a device raises `NotRegularFile`, an OSError.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import orjson
+
+from supervisor.observe.codex_format import COMPRESSED_SUFFIX, NotRegularFile, is_regular, open_regular
 
 CHUNK = 8 << 20
 MAX_LINE = 64 << 20
@@ -31,12 +34,12 @@ def _open_zst(path: str, warnings: list[str]) -> BinaryIO | None:
         warnings.append(f"{path}: skipped, compressed rollouts need the `zstandard` module "
                         "(pip install zstandard)")
         return None
-    raw = open(path, "rb")
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, closefd=True)  # type: ignore[return-value]
+    raw = open_regular(path)
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, closefd=True)
 
 
 class RolloutTail:
-    """Incremental reader of one JSONL rollout; `state()` round-trips through the constructor."""
+    """Incremental reader of one JSONL rollout; the index stores its position fields and passes them back."""
 
     def __init__(self, path: str | os.PathLike[str], offset: int = 0, line_no: int = 0,
                  inode: int | None = None, dev: int | None = None, size: int = 0, head: bytes = b"",
@@ -44,7 +47,7 @@ class RolloutTail:
         self.path = os.fspath(path)
         self.offset, self.line_no, self.inode, self.dev, self.size, self.head = offset, line_no, inode, dev, size, head
         self.max_line, self.chunk_size = max_line, chunk_size
-        self.compressed = self.path.endswith(".zst")
+        self.compressed = self.path.endswith(COMPRESSED_SUFFIX)
         self.warnings: list[str] = []
         self.pending = 0  # bytes of an incomplete last line left for the next read
         self.read_stat: os.stat_result | None = None  # fstat of the file actually read
@@ -52,21 +55,22 @@ class RolloutTail:
         self._fast: Callable[[bytes, int], Iterable[tuple[int, int]]] = lambda chunk, end: ()
         self._where: tuple[bytes, int, int] = (b"", 0, 0)
 
-    def state(self) -> dict[str, Any]:
-        return {"offset": self.offset, "line_no": self.line_no, "inode": self.inode, "dev": self.dev,
-                "size": self.size, "head": self.head}
-
     def _reset(self) -> None:
         self.offset, self.line_no, self.head = 0, 0, b""
 
     def sync(self, st: os.stat_result | None = None) -> bool:
-        """Stat the file; return True (and rewind to 0) when it shrank or was replaced."""
+        """Stat the file; return True (and rewind to 0) when it shrank or was replaced.
+
+        Raises NotRegularFile for a FIFO, device, socket or directory, before anything opens it.
+        """
         if st is None:
             st = os.stat(self.path)
+        if not is_regular(st):
+            raise NotRegularFile(self.path, st.st_mode)
         replaced = self.inode is not None and (st.st_ino != self.inode or st.st_dev != self.dev)
         shrank = st.st_size < (self.size if self.compressed else self.offset)
         if not replaced and not shrank and self.offset and self.head and not self.compressed:
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path) as fh:
                 replaced = fh.read(len(self.head)) != self.head
         # a compressed file cannot be appended to in place: any change means read it again
         changed_zst = self.compressed and self.offset and st.st_size != self.size
@@ -109,7 +113,7 @@ class RolloutTail:
                         break
                     left -= len(got)
         else:
-            fh = open(self.path, "rb")
+            fh = open_regular(self.path)
             st = os.fstat(fh.fileno())
             if self.inode is not None and (st.st_ino, st.st_dev) != (self.inode, self.dev):
                 fh.close()  # replaced since sync(): our offset belongs to another file

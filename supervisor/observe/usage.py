@@ -11,20 +11,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
+from supervisor.observe import codex_format as cf
 from supervisor.observe import pricing
 
 TOKEN_KEYS = ("input", "cached_input", "output", "reasoning")
-# The byte strings that mark the only lines usage needs; everything else is skipped unparsed.
-RECORD_MARKER, TOKEN_COUNT_MARKER = b'"type":"token_usage_record"', b'"type":"token_count"'
-USAGE_MARKERS = (RECORD_MARKER, TOKEN_COUNT_MARKER, b'"type":"turn_context"', b'"type":"session_meta"',
-                 b'"type":"thread_settings_applied"')
-# once a file has shown a token_usage_record its token_count lines are never needed again
-RECORDS_ERA_MARKERS = tuple(m for m in USAGE_MARKERS if m != TOKEN_COUNT_MARKER)
+USAGE_MARKERS = cf.USAGE_MARKERS  # old name of the byte pre-filter, kept for callers of `RolloutTail.records`
 UNKNOWN_MODEL = ""
-_T = b'"type":"t'
-_WANTED_T = (b'"type":"token_usage_record"', b'"type":"token_count"', b'"type":"turn_context"',
-             b'"type":"thread_settings_applied"')
-_META = b'"type":"session_meta"'
+_RECORD, _EVENT = cf.Line.TOKEN_USAGE_RECORD, cf.Line.EVENT_MSG
+_CONTEXT, _META = cf.Line.TURN_CONTEXT, cf.Line.SESSION_META
 
 Totals = tuple[int, int, int, int]   # input, cached_input, output, reasoning
 # (parent thread id, byte offset where the fork branched off or None) -> the parent's running total there
@@ -40,43 +34,6 @@ class ResponseUsage:
     cached_input: int
     output: int
     reasoning: int
-
-
-def usage_spans(chunk: bytes, last_nl: int, has_records: bool) -> list[tuple[int, int]]:
-    """(start, end) of the lines usage needs, in order: two passes over the chunk instead of one a type.
-
-    Once a file has a valid token_usage_record its token_count lines are not needed, so later chunks
-    leave them out (the caller skips them within the chunk where the first record is parsed).
-    """
-    spans: dict[int, int] = {}
-    # Only a record already parsed proves the file has them: a line merely naming the type may be
-    # truncated, and skipping token_count lines on its word would silently drop usage.
-    first_record = 0 if has_records else last_nl
-    find, rfind = chunk.find, chunk.rfind
-    pos = find(_T, 0, last_nl)
-    while pos >= 0:
-        end = find(b"\n", pos)
-        if chunk.startswith(_WANTED_T, pos) and (pos < first_record or not chunk.startswith(TOKEN_COUNT_MARKER, pos)):
-            spans[rfind(b"\n", 0, pos) + 1] = end
-            pos = find(_T, end, last_nl)   # the rest of this line cannot add anything
-        else:
-            pos = find(_T, pos + 9, last_nl)
-    pos = find(_META, 0, last_nl)
-    while pos >= 0:
-        end = find(b"\n", pos)
-        spans[rfind(b"\n", 0, pos) + 1] = end
-        pos = find(_META, end, last_nl)
-    return sorted(spans.items())
-
-
-def _totals(raw: Any) -> Totals | None:
-    """The four counts of a usage object; anything that is not a positive int counts as 0."""
-    if type(raw) is not dict:
-        return None
-    i, c, o, r = (raw.get("input_tokens"), raw.get("cached_input_tokens"), raw.get("output_tokens"),
-                  raw.get("reasoning_output_tokens"))
-    return (i if type(i) is int and i > 0 else 0, c if type(c) is int and c > 0 else 0,
-            o if type(o) is int and o > 0 else 0, r if type(r) is int and r > 0 else 0)
 
 
 _BUCKETS: dict[str, str] = {}
@@ -132,7 +89,7 @@ class FileFold:
         self.model: str = s.get("model") or UNKNOWN_MODEL
         self.has_records: bool = bool(s.get("has_records"))
         last = s.get("last_total")
-        self.last_total: Totals | None = tuple(last) if last else None  # type: ignore[assignment]
+        self.last_total: Totals | None = tuple(last) if last else None
         self.parent_totals = parent_totals
         self.warnings: list[str] = []
         self.where = s.get("where") or "rollout"
@@ -144,49 +101,42 @@ class FileFold:
 
     def feed(self, line: Any) -> ResponseUsage | None:
         """One parsed line in; the usage of one model response out, when the line carries one."""
-        if not isinstance(line, dict):
+        if type(line) is not dict:
             return None
-        payload = line.get("payload")
-        if not isinstance(payload, dict):
-            return None
-        kind = line.get("type")
-        if kind == "token_usage_record":
-            usage = _totals(payload.get("usage"))
-            if usage is None:
+        kind = line.get(cf.TYPE)
+        if kind == _RECORD:
+            record = cf.usage_record(line)
+            if record is None:
                 return None
             self.has_records = True
-            rid = payload.get("response_id")
-            return ResponseUsage(rid if isinstance(rid, str) and rid else None, self.model,
-                                 bucket_of(line.get("timestamp")), *usage)
-        if kind == "event_msg":
-            sub = payload.get("type")
-            if sub == "token_count":
-                return self._token_count(payload, line.get("timestamp"))
-            if sub == "thread_settings_applied":
-                settings = payload.get("thread_settings")
-                if isinstance(settings, dict) and isinstance(settings.get("model"), str) and settings["model"]:
-                    self.model = settings["model"]
+            return ResponseUsage(record.response_id, self.model, bucket_of(line.get(cf.TIMESTAMP)), *record.usage)
+        if kind == _EVENT:
+            counted = cf.token_count(line)
+            if counted is not None:
+                return self._token_count(counted, line.get(cf.TIMESTAMP))
+        elif kind == _META:
+            meta = cf.session_meta(line)
+            if meta is not None:
+                self._session_meta(meta)
             return None
-        if kind == "turn_context":
-            if isinstance(payload.get("model"), str) and payload["model"]:
-                self.model = payload["model"]
-        elif kind == "session_meta":
-            self._session_meta(payload)
+        elif kind != _CONTEXT:
+            return None
+        model = cf.model_of(line)  # turn_context, or event_msg/thread_settings_applied
+        if model:
+            self.model = model
         return None
 
-    def _session_meta(self, payload: dict[str, Any]) -> None:
-        if self.thread_id is None and isinstance(payload.get("id"), str):
-            self.thread_id = payload["id"]
-        if self.cwd is None and isinstance(payload.get("cwd"), str):
-            self.cwd = payload["cwd"]
-        parent = payload.get("forked_from_id")
-        if isinstance(parent, str) and parent and self.forked_from is None:
-            self.forked_from = parent
-            base = payload.get("history_base")
-            if isinstance(base, dict) and isinstance(base.get("end_byte_offset"), int):
-                self.fork_offset = base["end_byte_offset"]
+    def _session_meta(self, meta: cf.SessionMeta) -> None:
+        if self.thread_id is None and meta.thread_id is not None:
+            self.thread_id = meta.thread_id
+        if self.cwd is None and meta.cwd is not None:
+            self.cwd = meta.cwd
+        if meta.forked_from and self.forked_from is None:
+            self.forked_from = meta.forked_from
+            if meta.fork_offset is not None:
+                self.fork_offset = meta.fork_offset
 
-    def _baseline(self, info: dict[str, Any], current: Totals) -> Totals:
+    def _baseline(self, counted: cf.TokenCount) -> Totals:
         """Where the running total of this file starts: 0, or the parent's total for a fork."""
         if not self.forked_from:
             return (0, 0, 0, 0)
@@ -194,24 +144,19 @@ class FileFold:
         if found is not None:
             return found
         # parent rollout not found: assume this first event reports exactly one own response
-        last = _totals(info.get("last_token_usage")) or (0, 0, 0, 0)
+        last = counted.last or (0, 0, 0, 0)
         self.warnings.append(f"{self.where}: fork of {self.forked_from}, whose rollout was not found; "
                              "its starting total is taken from the first token_count")
-        return tuple(max(c - l, 0) for c, l in zip(current, last))  # type: ignore[return-value]
+        return tuple(max(c - l, 0) for c, l in zip(counted.total, last))  # type: ignore[return-value]
 
-    def _token_count(self, payload: dict[str, Any], timestamp: Any) -> ResponseUsage | None:
-        info = payload.get("info")
-        if not isinstance(info, dict):
-            return None  # rate-limit-only event
-        current = _totals(info.get("total_token_usage"))
-        if current is None:
-            return None
+    def _token_count(self, counted: cf.TokenCount, timestamp: Any) -> ResponseUsage | None:
+        current = counted.total
         if self.has_records:
             self.last_total = current
             return None
         previous = self.last_total
         if previous is None:
-            previous = self._baseline(info, current)
+            previous = self._baseline(counted)
         # a re-emitted (or replayed) event does not advance the running total: nothing new to count
         if current[0] + current[2] <= previous[0] + previous[2]:
             self.last_total = previous
