@@ -7,7 +7,7 @@ AO := $(VENV)/bin/ao
 TEST_HOME := $(CURDIR)/.cache/test-home
 PYTEST_ARGS ?=
 
-.PHONY: demo test install codex clean bench reliability
+.PHONY: demo test install codex clean bench reliability lint system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,16 +17,28 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-codex: install
+# git, tmux and bubblewrap (ao's jail) from Debian's packages when missing; needs root (CI runs as root).
+system-deps:
+	@missing=""; for pair in git:git tmux:tmux bwrap:bubblewrap; do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+codex: install system-deps
 	mkdir -p $(TEST_HOME)
 	AO_HOME=$(TEST_HOME) $(AO) doctor --provision > $(TEST_HOME).doctor.log 2>&1 || (cat $(TEST_HOME).doctor.log; exit 1)
 
-demo: install
+demo: install system-deps
 	$(AO) doctor --provision > /dev/null || $(AO) doctor
 	$(AO) demo
 
 test: codex
 	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# ruff (pyflakes, style, imports, bugbear) and mypy, both configured in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check supervisor tests bench reliability
+	$(VENV)/bin/mypy
 
 # Every benchmark (P1-P6) side by side; prints one table and writes bench/latest.md. BENCH_ARGS=--quick for a smoke run.
 BENCH_ARGS ?=
