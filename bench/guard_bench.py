@@ -1,7 +1,8 @@
 """Median PreToolUse decision time of the hook guard, process start included, against `python -c pass`.
 
-Runs the exact command codex runs (`/bin/bash -c <hook command>`, payload on stdin) with a policy
-that has command, path and budget rules, so every check on the hot path is exercised.
+Starts the session's GuardServer (as the runner does) and runs the exact command codex runs
+(`/bin/bash -c <hook client command>`, payload on stdin) with a policy that has command, path and
+budget rules, so every check on the decision path is exercised.
 Usage: python bench/guard_bench.py [RUNS]   (default 200; PASS when the median is at most 30 ms)
 """
 from __future__ import annotations
@@ -19,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LIMIT_MS = 30.0
 FLOOR = "floor: python -c pass"
+BASE = "floor: python -S -c pass"
 STDLIB = "floor: python -I -S -c 'import json, re'"
-GUARD = "guard: hook command via bash (as codex runs it)"
+GUARD = "guard: hook client via bash (as codex runs it) + server"
 POLICY = """
 forbidden_commands:
   - {pattern: "git\\\\s+push\\\\s+.*--force", reason: no force pushes}
@@ -48,10 +50,12 @@ def measure(runs: int = 200) -> dict:
     """Per case: the list of run times (ms); plus the guard's decision and the cases' names in order."""
     from ruamel.yaml import YAML
 
-    from supervisor.govern import hooks, policy as policy_mod
+    from supervisor.govern import hooks, ledger
+    from supervisor.govern import policy as policy_mod
+    from supervisor.govern.guard_server import GuardServer
 
     with tempfile.TemporaryDirectory(prefix="ao-guard-bench-") as tmp:
-        home, workspace = Path(tmp) / "ao-home", Path(tmp) / "ws"
+        home, workspace, codex_home = Path(tmp) / "ao-home", Path(tmp) / "ws", Path(tmp) / "codex-home"
         workspace.mkdir()
         session = "ao-bench"
         sdir = home / "sessions" / session
@@ -59,7 +63,8 @@ def measure(runs: int = 200) -> dict:
         compiled = policy_mod.compile_policy(policy_mod.parse(YAML().load(POLICY), "bench-policy.yaml"),
                                              session, workspace, "gpt-5.1-codex", ao_home=home)
         policy_mod.write_compiled(compiled, sdir)
-        rollout = Path(tmp) / "rollout.jsonl"  # a transcript with usage, read incrementally
+        rollout = codex_home / "sessions" / "rollout.jsonl"  # a transcript with usage, read incrementally
+        rollout.parent.mkdir(parents=True)
         rollout.write_text(json.dumps({"type": "token_usage_record", "payload": {"usage": {
             "input_tokens": 1000, "cached_input_tokens": 0, "output_tokens": 50}}}) + "\n")
         payload = json.dumps({
@@ -67,29 +72,32 @@ def measure(runs: int = 200) -> dict:
             "hook_event_name": "PreToolUse", "model": "gpt-5.1-codex", "permission_mode": "bypassPermissions",
             "tool_name": "Bash", "tool_input": {"command": "cd src && rm -f build.log > out.txt 2>&1"},
             "tool_use_id": "call_1"}).encode()
-        hook = hooks.guard_command("PreToolUse", session, home)
-        env_py = sys.executable
-        cases = [
-            (FLOOR, [env_py, "-c", "pass"]),
-            ("floor: python -I -S -c pass", [env_py, "-I", "-S", "-c", "pass"]),
-            (STDLIB, [env_py, "-I", "-S", "-c", "import json, re"]),
-            (GUARD, ["/bin/bash", "-c", hook]),
-            ("guard: python -m supervisor.govern.guard (site, no -I -S)",
-             [env_py, "-m", "supervisor.govern.guard", "--event", "PreToolUse", "--session", session,
-              "--home", str(home)]),
-        ]
-        for _, argv in cases:  # warm the page cache and the .pyc files
-            timed(argv, payload, 3)
-        # round robin, so a busy machine slows every case alike instead of whichever ran last
-        results: dict[str, list[float]] = {name: [] for name, _ in cases}
-        for _ in range(runs):
-            for name, argv in cases:
-                results[name] += timed(argv, payload, 1)
-        spool = (sdir / "ledger.spool.jsonl").read_text().splitlines()
-        decision = json.loads(spool[-1])["body"]["decision"]
+        server = GuardServer(session, home, sdir, codex_home=codex_home)
+        sock = server.start()
+        try:
+            hook = hooks.client_command("PreToolUse", sock.parent, 20, server_pid=os.getpid())
+            env_py = sys.executable
+            cases = [
+                (FLOOR, [env_py, "-c", "pass"]),
+                (BASE, [env_py, "-S", "-c", "pass"]),
+                ("floor: python -I -S -c pass", [env_py, "-I", "-S", "-c", "pass"]),
+                (STDLIB, [env_py, "-I", "-S", "-c", "import json, re"]),
+                (GUARD, ["/bin/bash", "-c", hook]),
+            ]
+            for _, argv in cases:  # warm the page cache and the .pyc files
+                timed(argv, payload, 3)
+            # round robin, so a busy machine slows every case alike instead of whichever ran last
+            results: dict[str, list[float]] = {name: [] for name, _ in cases}
+            for _ in range(runs):
+                for name, argv in cases:
+                    results[name] += timed(argv, payload, 1)
+        finally:
+            server.stop()
+        decisions = [e["body"]["decision"] for e in ledger.read(sdir) if e["kind"] == "guard_decision"]
+        decision = decisions[-1] if decisions else "none recorded"
     return {"runs": runs, "times": results, "decision": decision,
             "guard_ms": statistics.median(results[GUARD]), "floor_ms": statistics.median(results[FLOOR]),
-            "stdlib_ms": statistics.median(results[STDLIB])}
+            "stdlib_ms": statistics.median(results[STDLIB]), "base_ms": statistics.median(results[BASE])}
 
 
 def main() -> int:
@@ -102,7 +110,9 @@ def main() -> int:
         qs = statistics.quantiles(times, n=20)
         print(f"  {name:58s} median {statistics.median(times):6.1f} ms  p5 {qs[0]:6.1f}  p95 {qs[-1]:6.1f}")
     guard_ms, stdlib_ms, floor_ms = r["guard_ms"], r["stdlib_ms"], r["floor_ms"]
-    print(f"guard decision ({r['decision']}) median {guard_ms:.1f} ms; {guard_ms - floor_ms:+.1f} ms vs `python -c pass`, "
+    print(f"guard decision ({r['decision']}) median {guard_ms:.1f} ms; "
+          f"{guard_ms - floor_ms:+.1f} ms vs `python -c pass`, "
+          f"{guard_ms - r['base_ms']:+.1f} ms vs `python -S -c pass`, "
           f"{guard_ms - stdlib_ms:+.1f} ms vs a bare `python -I -S` that imports json and re")
     verdict = "PASS" if guard_ms <= LIMIT_MS else "FAIL"
     print(f"{verdict}: median {guard_ms:.1f} ms {'<=' if verdict == 'PASS' else '>'} {LIMIT_MS:.0f} ms")

@@ -44,6 +44,10 @@ class LaunchRecord(TypedDict, total=False):
     sandbox: str
     max_concurrent: int
     prompt_file: str | None
+    prompt: str | None  # only for runtimes that cannot take it on stdin (the TUI)
+    spec: dict[str, Any]  # LaunchSpec fields without the guard's hooks
+    resume_thread: str | None
+    approval_timeout_s: float
     jail: dict[str, Any] | None
     unjailed: bool
 

@@ -46,7 +46,8 @@ COLUMNS = {
 }
 
 
-def _schema() -> str:
+def schema() -> str:
+    """The session store's SQL: created whole in a temp file, so ^C never leaves half a database."""
     cols = ", ".join(f"{name} {decl}" for name, decl in COLUMNS.items())
     return (f"CREATE TABLE sessions ({cols});"
             "CREATE INDEX sessions_thread ON sessions(thread_id);"
@@ -58,7 +59,7 @@ def connect() -> Iterator[sqlite3.Connection]:
     path = paths.db_path()
     try:
         if not path.exists():
-            sqlite_file.create(path, _schema())
+            sqlite_file.create(path, schema())
         con = sqlite_file.open_wal(path, timeout=30)
     except (OSError, sqlite3.Error) as exc:
         raise FatalError(f"cannot open the session store {path}: {exc}") from None

@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from supervisor import paths
 from supervisor.errors import FatalError
 from supervisor.govern import bundle, guard, hooks, ledger, policy as policy_mod
+from supervisor.govern.guard_server import GuardServer
 from supervisor.launch.command import LaunchSpec, build_overrides, exec_argv
 from supervisor.report import cmd_govern
 
@@ -27,12 +28,33 @@ def _policy(text: str, file: str = "policy.yaml") -> policy_mod.Policy:
     return policy_mod.parse(YAML().load(text), file)
 
 
+_SERVERS: dict[str, GuardServer] = {}
+
+
+@pytest.fixture(autouse=True)
+def _stop_guard_servers():
+    yield
+    for server in _SERVERS.values():
+        server.stop(drain_s=5)
+    _SERVERS.clear()
+
+
 def make_session(name: str, workspace: Path, policy_text: str) -> Path:
+    """Compile the policy and start the session's guard server, as the runner does."""
     sdir = paths.session_dir(name)
     sdir.mkdir(parents=True, exist_ok=True)
     compiled = policy_mod.compile_policy(_policy(policy_text), name, workspace, MODEL)
     policy_mod.write_compiled(compiled, sdir)
+    _SERVERS[name] = GuardServer(name, paths.ao_home(), sdir)
+    _SERVERS[name].start()
     return sdir
+
+
+def entries(sdir: Path) -> list[dict[str, Any]]:
+    """The ledger, once the session's guard server has written every receipt it queued."""
+    if sdir.name in _SERVERS:
+        assert _SERVERS[sdir.name].flush(10)
+    return ledger.read(sdir)
 
 
 def codex_argv(codex: Path, server: Any, workspace: Path, session: str, prompt: str,
@@ -40,7 +62,8 @@ def codex_argv(codex: Path, server: Any, workspace: Path, session: str, prompt: 
     cfg = {"agent": {"reasoning_effort": None}, "codex": {"overrides": {}},
            "provider": {"id": "scripted", "base_url": server.base_url}}
     overrides = build_overrides(cfg, MODEL, [], "", None)
-    overrides += hooks.hook_overrides(session, paths.ao_home(), approval_timeout_s)
+    overrides += hooks.guard_overrides(paths.session_dir(session) / "guard", approval_timeout_s, server_pid=os.getpid())
+    overrides += hooks.safety_overrides()
     spec = LaunchSpec(str(workspace), MODEL, "skip", "workspace-write", overrides, flags=[hooks.TRUST_FLAG])
     return exec_argv(str(codex), spec, prompt, resume_thread)
 
@@ -62,7 +85,7 @@ def commands_run(events: list[dict[str, Any]]) -> list[str]:
 
 
 def decisions(sdir: Path) -> list[dict[str, Any]]:
-    return [e["body"] for e in ledger.read(sdir) if e["kind"] == "guard_decision"]
+    return [e["body"] for e in entries(sdir) if e["kind"] == "guard_decision"]
 
 
 def rollout_outputs(events: list[dict[str, Any]]) -> list[str]:
@@ -126,11 +149,13 @@ tasks:
   corrupt:
     steps:
       - run: python3 -c "open('{policy}', 'w').write('{{not json')"
+      - run: rm -rf ./backup
       - run: touch after-corrupt.txt
       - say: finished
   gone:
     steps:
       - run: python3 -c "import os; p='{policy}'; os.remove(p); os.mkdir(p)"
+      - run: rm -rf ./backup
       - run: touch after-gone.txt
       - say: finished
 """
@@ -138,18 +163,18 @@ tasks:
 
 @pytest.mark.codex
 @pytest.mark.parametrize("task", ["corrupt", "gone"])
-def test_guard_fails_closed_when_policy_breaks_mid_run(codex, scripted_model, workspace, task):
+def test_policy_breaking_mid_run_changes_no_decision(codex, scripted_model, workspace, task):
+    """The guard server read the policy once at start; a broken file mid-run is not consulted."""
     session = f"ao-fail-{task}"
     policy_file = paths.session_dir(session) / policy_mod.POLICY_FILE
     server = scripted_model(CORRUPT.format(policy=policy_file))
-    sdir = make_session(session, workspace, "forbidden_commands: []\n")
+    sdir = make_session(session, workspace, FORBIDDEN_POLICY)
     proc, events = run_codex(codex, server, workspace, session, f"[ao-task:{task}] go")
     assert proc.returncode == 0, proc.stderr
-    assert len(commands_run(events)) == 1  # the breaking command ran; the next call was denied
-    assert not (workspace / f"after-{task}.txt").exists()
-    assert "ao guard failed closed" in proc.stderr
-    failed = [d for d in decisions(sdir) if d.get("rule") == "fail_closed"]
-    assert failed and "policy" in failed[0]["reason"]
+    assert len(commands_run(events)) == 2  # the breaking command and the touch; the rm was denied
+    assert (workspace / f"after-{task}.txt").exists()
+    assert (workspace / "backup" / "db.dump").exists()
+    assert [d["decision"] for d in decisions(sdir)] == ["allow", "deny", "allow"]
 
 
 BUDGET = """
@@ -175,8 +200,8 @@ def test_budget_stops_further_tool_calls(codex, scripted_model, workspace):
     assert proc.returncode == 0, proc.stderr
     assert (workspace / "one.txt").exists()
     assert not (workspace / "two.txt").exists() and not (workspace / "three.txt").exists()
-    entries = ledger.read(sdir)
-    stops = [e for e in entries if e["kind"] == "budget_stop"]
+    receipts = entries(sdir)
+    stops = [e for e in receipts if e["kind"] == "budget_stop"]
     assert len(stops) == 1 and stops[0]["body"]["budget_usd"] == 0.03
     assert stops[0]["body"]["spent_usd"] == pytest.approx(0.045)
     denied = [d for d in decisions(sdir) if d["decision"] == "deny"]
@@ -236,7 +261,7 @@ def test_approval_gate(codex, scripted_model, workspace, answer):
     assert final["decision"] == ("allow" if answer == "approve" else "deny")
     if answer == "deny":
         assert "not on a Friday" in final["reason"] and "not on a Friday" in err
-    approvals = [e["body"] for e in ledger.read(sdir) if e["kind"] == "approval"]
+    approvals = [e["body"] for e in entries(sdir) if e["kind"] == "approval"]
     assert [a["status"] for a in approvals] == ["pending", "approved" if answer == "approve" else "denied"]
     again = CliRunner().invoke(cmd_govern.approve_cmd, [request["id"]])
     # a second answer is refused (AoGroup prints FatalError as `ao: error: ...`)
@@ -267,11 +292,11 @@ def test_prompt_hash_on_later_receipts(codex, scripted_model, workspace):
     prompt = "[ao-task:wipe] clean up"
     run_codex(codex, server, workspace, "ao-hash", prompt)
     digest = "sha256:" + hashlib.sha256(prompt.encode()).hexdigest()
-    entries = ledger.read(sdir)
-    at = next(i for i, e in enumerate(entries) if e["body"].get("event") == "UserPromptSubmit")
-    assert entries[at]["body"]["prompt_sha256"] == digest
-    assert all(e["prompt_hash"] == digest for e in entries[at:])
-    assert {e["kind"] for e in entries} >= {"lifecycle", "guard_decision", "tool_call"}
+    receipts = entries(sdir)
+    at = next(i for i, e in enumerate(receipts) if e["body"].get("event") == "UserPromptSubmit")
+    assert receipts[at]["body"]["prompt_sha256"] == digest
+    assert all(e["prompt_hash"] == digest for e in receipts[at:])
+    assert {e["kind"] for e in receipts} >= {"lifecycle", "guard_decision", "tool_call"}
 
 
 PLANNED = """
@@ -297,10 +322,10 @@ def test_written_plan_is_hashed_and_carried_by_later_receipts(codex, scripted_mo
     assert resumed.returncode == 0, resumed.stderr
     assert (workspace / "edit.txt").read_text() == "editing\n"
     digest = "sha256:" + hashlib.sha256(b'{"steps": ["read", "edit"]}').hexdigest()
-    entries = ledger.read(sdir)
-    plans = [e for e in entries if e["body"].get("event") == "plan"]
+    receipts = entries(sdir)
+    plans = [e for e in receipts if e["body"].get("event") == "plan"]
     assert [p["body"]["plan_sha256"] for p in plans] == [digest]
-    after = entries[entries.index(plans[0]):]
+    after = receipts[receipts.index(plans[0]):]
     calls = [e for e in after if e["kind"] == "tool_call"]
     assert calls and all(c["body"]["plan_hash"] == digest for c in calls)
 
@@ -323,7 +348,7 @@ def test_repo_hooks_are_detected(sample_repo, tmp_path):
 # --- the guard without codex ----------------------------------------------------------------------
 
 def _guard(session: str, payload: dict[str, Any], event: str = "PreToolUse") -> subprocess.CompletedProcess[str]:
-    command = hooks.guard_command(event, session, paths.ao_home())
+    command = hooks.client_command(event, paths.session_dir(session) / "guard", 10, server_pid=os.getpid())
     return subprocess.run(["/bin/bash", "-c", command], input=json.dumps(payload), capture_output=True, text=True)
 
 
@@ -354,14 +379,15 @@ def test_guard_decisions(workspace):
 
 def test_guard_fails_closed_on_garbage(workspace):
     make_session("ao-garbage", workspace, "forbidden_commands: []\n")
-    out = subprocess.run(["/bin/bash", "-c", hooks.guard_command("PreToolUse", "ao-garbage", paths.ao_home())],
-                         input="{not json", capture_output=True, text=True)
-    assert out.returncode == 2 and "failed closed" in out.stderr
+    command = hooks.client_command("PreToolUse", paths.session_dir("ao-garbage") / "guard", 10)
+    out = subprocess.run(["/bin/bash", "-c", command], input="{not json", capture_output=True, text=True)
+    assert out.returncode == 2 and "not JSON" in out.stderr
     state = paths.session_dir("ao-garbage") / guard.STATE
-    state.write_text("[]")
+    state.write_text("[]")  # only a copy now: the server's memory decides
     out = _guard("ao-garbage", {"hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": "ls"}})
-    assert out.returncode == 2 and "guard state" in out.stderr
-    broken = hooks.guard_command("PreToolUse", "ao-garbage", paths.ao_home(), python="/nonexistent/python")
+    assert out.returncode == 0, out.stderr
+    broken = hooks.client_command("PreToolUse", paths.session_dir("ao-garbage") / "guard", 10,
+                                  python="/nonexistent/python")
     out = subprocess.run(["/bin/bash", "-c", broken], input="{}", capture_output=True, text=True)
     assert out.returncode == 2 and "failing closed" in out.stderr
 
@@ -410,7 +436,7 @@ def test_ledger_redacts_chains_and_survives_concurrent_writers(workspace):
     text = (sdir / ledger.LEDGER).read_text()
     assert "sk-abc" not in text and "[REDACTED]" in text
     token = "ghp_" + "x" * 36
-    guard.Session(str(paths.ao_home()), "ao-led").spool("wrapper_event", {"cmd": f"git push https://{token}@h"}, None)
+    ledger.spool(sdir, "wrapper_event", {"cmd": f"git push https://{token}@h"})
     code = "from supervisor.govern import ledger; import sys; from pathlib import Path\n" \
            "for n in range(15): ledger.append(Path(sys.argv[1]), 'wrapper_event', {'w': sys.argv[2], 'n': n})"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(sdir), str(w)]) for w in range(4)]
@@ -423,7 +449,10 @@ def test_ledger_redacts_chains_and_survives_concurrent_writers(workspace):
 
 
 def test_bundle_verifies_and_detects_tampering(tmp_path):
+    from supervisor import store  # `receipts export` takes known sessions only
+
     _filled_ledger("ao-bundle")
+    store.insert({"session": "ao-bundle", "workspace": str(tmp_path), "runtime": "headless", "status": "done"})
     out = tmp_path / "bundle.jsonl"
     result = CliRunner().invoke(cmd_govern.receipts_tools, ["export", "ao-bundle", "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -457,15 +486,16 @@ def test_bundle_verifies_and_detects_tampering(tmp_path):
 
 
 def test_hot_path_stays_lean(workspace):
-    """PreToolUse must not import json, re, typing or crypto: that is most of its time budget."""
+    """The hook client must not import json, re, typing, socket or crypto: that is its time budget."""
     make_session("ao-lean", workspace, FORBIDDEN_POLICY + "mcp: {deny: [shell]}\nbudget_usd: 5\n")
-    code = ("import sys;sys.path.insert(0,%r);from supervisor.govern.guard import main;rc=main();"
-            "heavy=sorted({'json','re','enum','typing','cryptography','ruamel','click'} & set(sys.modules));"
-            "print(rc, heavy)") % hooks.PACKAGE_ROOT
+    code = hooks.client_source().replace('if __name__ == "__main__":\n    sys.exit(main())', "") + (
+        "\nrc=main();heavy=sorted({'json','re','enum','typing','socket','cryptography','ruamel','click'}"
+        " & set(sys.modules));print(rc, heavy)")
     payload = {"hook_event_name": "PreToolUse", "cwd": str(workspace), "tool_name": "Bash",
                "tool_input": {"command": "cd src && rm -f build.log > out.txt 2>&1"}, "transcript_path": ""}
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, "--event", "PreToolUse", "--session", "ao-lean",
-                          "--home", str(paths.ao_home())], input=json.dumps(payload), capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, "--event", "PreToolUse", "--socket-dir",
+                          str(paths.session_dir("ao-lean") / "guard"), "--deadline", "10"],
+                         input=json.dumps(payload), capture_output=True, text=True)
     assert out.stdout.strip() == "0 []", out.stdout + out.stderr
 
 

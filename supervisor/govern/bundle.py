@@ -3,18 +3,20 @@
 The bundle is JSON lines, so a bad line can be named by its number in the file:
   line 1       header: format, session, the ed25519 public key, its fingerprint; signed
   lines 2..N+1 the ledger lines, byte for byte as ao wrote them
-  line N+2     trailer: line count, hash of the last ledger line, hash of the header, the session
+  line N+2     trailer: line count, hash of the last ledger line, hash of the header, the head
+               anchored in ao.db when it was exported (the length ao promised), the session
                summary and prompt hashes; signed
-Every line must be in canonical JSON form, so even a change that keeps the JSON meaning (a space,
-an escape) is caught. The key inside the bundle proves integrity, not authorship: to pin the
-signer, compare `key_fingerprint` with `ao receipts verify --key FINGERPRINT`.
+Every line must be in canonical JSON form and every base64 value canonical, so even a change that
+keeps the meaning (a space, an escape, a spare bit before `=`) is caught. A valid signature proves
+integrity, not authorship, so `verify` also requires a trusted key: this installation's public key,
+one in `$AO_HOME/trusted-keys`, or the fingerprint the caller pins.
 """
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,55 +24,63 @@ from supervisor import paths
 from supervisor.errors import FatalError
 from supervisor.govern import ledger
 
-FORMAT = "ao-evidence-bundle/1"
+FORMAT = "ao-evidence-bundle/2"
+OLD_FORMATS = ("ao-evidence-bundle/1",)  # before the anchor: verifiable, without a promised length
 
 
 def summarize(entries: list[dict[str, Any]], session: str) -> dict[str, Any]:
+    """Counts for the trailer. Claims (what the agent's side says) never count as guard decisions."""
     kinds = Counter(e.get("kind") for e in entries)
-    decisions = [e["body"] for e in entries if e.get("kind") == "guard_decision" and isinstance(e.get("body"), dict)]
-    spent = [e["body"].get("spent_usd") for e in entries
-             if isinstance(e.get("body"), dict) and isinstance(e["body"].get("spent_usd"), (int, float))]
-    threads = sorted({e["body"]["thread_id"] for e in entries
-                      if isinstance(e.get("body"), dict) and isinstance(e["body"].get("thread_id"), str)})
+    own = [e for e in entries if isinstance(e.get("body"), dict) and not ledger.is_claim(e["body"])]
+    decisions = [e["body"] for e in own if e.get("kind") == "guard_decision"]
+    spent = [e["body"].get("spent_usd") for e in own
+             if isinstance(e["body"].get("spent_usd"), (int, float)) and not isinstance(e["body"]["spent_usd"], bool)]
+    threads = sorted({e["body"]["thread_id"] for e in own if isinstance(e["body"].get("thread_id"), str)})
     return {
         "session": session,
         "entries": len(entries),
-        "kinds": dict(sorted(kinds.items())),
+        "kinds": dict(sorted((str(k), v) for k, v in kinds.items())),
         "tool_calls_allowed": sum(1 for d in decisions if d.get("decision") == "allow"),
         "tool_calls_denied": sum(1 for d in decisions if d.get("decision") == "deny"),
         "budget_stops": kinds.get("budget_stop", 0),
         "spent_usd": spent[-1] if spent else None,
         "thread_ids": threads,
+        "claims": sum(1 for e in entries if ledger.is_claim(e.get("body"))),
+        "forged_spool_lines": sum(1 for e in entries if e.get("kind") == "lifecycle" and isinstance(e.get("body"), dict)
+                                  and e["body"].get("event") == "forged_spool_line"),
         "first_ts": entries[0]["ts"] if entries else None,
         "last_ts": entries[-1]["ts"] if entries else None,
     }
 
 
-def _signed(key: Any, entry: dict[str, Any]) -> bytes:
-    return ledger.sign_entry(key, entry)
-
-
 def export(session: str, out_path: Path, ao_home: Path | None = None) -> dict[str, Any]:
-    """Seal the session's spool, then write its bundle to out_path; returns the summary."""
+    """Seal the session's spool, check the ledger and its anchor, then write the bundle; returns the summary."""
     home = Path(ao_home or paths.ao_home())
     session_dir = home / "sessions" / session
     if not session_dir.is_dir():
-        raise FatalError(f"no session {session!r} under {home / 'sessions'}")
-    ledger.seal(session_dir, home)
-    lines = ledger.raw_lines(session_dir)
-    entries = [json.loads(line) for line in lines]
+        raise FatalError(f"no session directory {session_dir}: session {session!r} has no ledger to export")
     key = ledger.load_or_create_key(home)
     public_raw = ledger.public_key_raw(home)
-    header = _signed(key, {"format": FORMAT, "session": session, "created": round(time.time(), 3),
-                           "public_key": base64.b64encode(public_raw).decode(),
-                           "key_fingerprint": ledger.fingerprint(public_raw)})
+    lines, anchored = ledger.snapshot(session_dir, home)
+    ok, bad, reason = ledger.check_lines(lines, public_raw)
+    if not ok:
+        raise FatalError(f"not exporting session {session}: {session_dir / ledger.LEDGER} line {bad}: {reason}")
+    problem = ledger.check_anchor(lines, anchored, session)
+    if problem:
+        raise FatalError(f"not exporting session {session}: {problem}")
+    entries = [ledger.strict_object(line) for line in lines]
+    anchor_seq, anchor_head = anchored or (0, ledger.GENESIS)
+    header = ledger.sign_entry(key, {"format": FORMAT, "session": session, "created": round(time.time(), 3),
+                                     "public_key": base64.b64encode(public_raw).decode(),
+                                     "key_fingerprint": ledger.fingerprint(public_raw)})
     prompt_hashes = list(dict.fromkeys(e["prompt_hash"] for e in entries if e.get("prompt_hash")))
     summary = summarize(entries, session)
-    trailer = _signed(key, {"kind": "bundle_trailer", "lines": len(lines),
-                            "head": ledger.line_hash(lines[-1]) if lines else ledger.GENESIS,
-                            "header_sha256": ledger.line_hash(header), "summary": summary,
-                            "prompt_hashes": prompt_hashes})
-    paths.atomic_write(Path(out_path), b"".join(line + b"\n" for line in [header, *lines, trailer]))
+    trailer = ledger.sign_entry(key, {"kind": "bundle_trailer", "lines": len(lines),
+                                      "head": ledger.line_hash(lines[-1]) if lines else ledger.GENESIS,
+                                      "anchor": {"seq": anchor_seq, "head": anchor_head},
+                                      "header_sha256": ledger.line_hash(header), "summary": summary,
+                                      "prompt_hashes": prompt_hashes})
+    paths.atomic_write(Path(out_path), b"".join(line + b"\n" for line in [header, *lines, trailer]), mode=0o644)
     return summary
 
 
@@ -78,29 +88,66 @@ def _signed_line(line: bytes, public_key: Any) -> tuple[dict[str, Any] | None, s
     from cryptography.exceptions import InvalidSignature
 
     try:
-        entry = json.loads(line)
-    except ValueError:
-        return None, "not valid JSON"
+        entry = ledger.strict_loads(line)
+    except ValueError as exc:
+        return None, f"not strict JSON ({exc})"
     if not isinstance(entry, dict) or not isinstance(entry.get("sig"), str):
         return None, "not a signed object"
     if ledger.canonical(entry) != line:
         return None, "bytes differ from the signed canonical form"
     try:
-        public_key.verify(base64.b64decode(entry["sig"], validate=True),
+        public_key.verify(ledger.b64_strict(entry["sig"], ledger.SIG_BYTES),
                           ledger.canonical({k: v for k, v in entry.items() if k != "sig"}))
     except (InvalidSignature, ValueError):
         return None, "bad signature"
     return entry, None
 
 
-def verify(path: Path, trusted_fingerprint: str | None = None) -> tuple[bool, int | None, str]:
-    """(ok, first bad line number in the bundle file, reason). Needs no ao state, only the file."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+def _trusted_set(trusted: str | Iterable[str] | None, ao_home: Path | None) -> tuple[set[str], str]:
+    """The accepted fingerprints and, for messages, where they come from."""
+    if isinstance(trusted, str):
+        return {trusted}, "the key you gave with --key"
+    if trusted is not None:
+        return set(trusted), "the keys you gave"
+    from supervisor.govern import trust
 
+    home = Path(ao_home or paths.ao_home())
+    known = trust.trusted_fingerprints(home)
+    return set(known), f"{ledger.public_key_path(home)} and {trust.trust_path(home)}"
+
+
+def _anchor_problem(trailer: dict[str, Any], body: list[bytes]) -> str | None:
+    anchor = trailer.get("anchor")
+    if not isinstance(anchor, dict) or type(anchor.get("seq")) is not int or not isinstance(anchor.get("head"), str):
+        return "no valid anchor (seq and head)"
+    seq, head = anchor["seq"], anchor["head"]
+    if seq < 0 or seq > len(body):
+        return (f"the ledger was anchored at seq {seq} when exported, the bundle has {len(body)} ledger lines "
+                f"(it was cut short)")
+    if (ledger.line_hash(body[seq - 1]) if seq else ledger.GENESIS) != head:
+        return f"ledger line {seq} does not hash to the head anchored at seq {seq}"
+    return None
+
+
+def verify(path: Path, trusted: str | Iterable[str] | None = None,
+           ao_home: Path | None = None) -> tuple[bool, int | None, str]:
+    """(ok, first bad line number in the bundle file, reason).
+
+    `trusted`: a fingerprint (or several) the signer must have; by default this installation's
+    public key and `$AO_HOME/trusted-keys`. Needs no private key.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         return False, None, f"cannot read {path}: {exc.strerror}"
+    return verify_bytes(data, trusted, ao_home)
+
+
+def verify_bytes(data: bytes, trusted: str | Iterable[str] | None = None,
+                 ao_home: Path | None = None) -> tuple[bool, int | None, str]:
+    """`verify` of a bundle already in memory."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     lines = data.split(b"\n")
     if lines[-1] != b"":
         return False, len(lines), "the file does not end with a newline (truncated or changed)"
@@ -108,18 +155,22 @@ def verify(path: Path, trusted_fingerprint: str | None = None) -> tuple[bool, in
     if len(lines) < 2:
         return False, 1, "not an evidence bundle (needs a header and a trailer line)"
     try:
-        header = json.loads(lines[0])
-        public_raw = base64.b64decode(header["public_key"], validate=True)
+        header = ledger.strict_object(lines[0])
+        public_raw = ledger.b64_strict(header["public_key"], ledger.PUBLIC_KEY_BYTES)
         public_key = Ed25519PublicKey.from_public_bytes(public_raw)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError):
         return False, 1, "line 1 is not a valid bundle header (public key unreadable)"
     checked, problem = _signed_line(lines[0], public_key)
-    if problem or checked is None or checked.get("format") != FORMAT:
+    if problem or checked is None or checked.get("format") not in (FORMAT, *OLD_FORMATS):
         return False, 1, f"line 1 (header): {problem or 'unknown format'}"
-    if checked.get("key_fingerprint") != ledger.fingerprint(public_raw):
+    signer = ledger.fingerprint(public_raw)
+    if checked.get("key_fingerprint") != signer:
         return False, 1, "line 1 (header): key_fingerprint does not match the public key"
-    if trusted_fingerprint and checked["key_fingerprint"] != trusted_fingerprint:
-        return False, 1, f"line 1 (header): signed by {checked['key_fingerprint']}, not the trusted key"
+    accepted, source = _trusted_set(trusted, ao_home)
+    if signer not in accepted:
+        return False, 1, (f"line 1 (header): signed by {signer}, which is not trusted here (trusted: {source}); "
+                          f"if you know this key is genuine, run `ao receipts trust {signer}` or pass "
+                          f"`--key {signer}`")
     body, prev = lines[1:-1], ledger.GENESIS
     for number, line in enumerate(body, 1):
         problem = ledger.check_line(line, number, prev, public_key)
@@ -130,12 +181,20 @@ def verify(path: Path, trusted_fingerprint: str | None = None) -> tuple[bool, in
     trailer, problem = _signed_line(lines[-1], public_key)
     if problem or trailer is None or trailer.get("kind") != "bundle_trailer":
         return False, last, f"line {last} (trailer): {problem or 'the last line is not the bundle trailer'}"
-    if trailer.get("lines") != len(body):
+    if trailer.get("lines") != len(body) or type(trailer.get("lines")) is not int:
         return False, last, (f"line {last} (trailer): it lists {trailer.get('lines')} ledger lines, the file "
                              f"has {len(body)} (a line was removed or added)")
     if trailer.get("head") != prev:
         return False, last, f"line {last} (trailer): head hash does not match the last ledger line"
     if trailer.get("header_sha256") != ledger.line_hash(lines[0]):
         return False, last, f"line {last} (trailer): header hash does not match line 1"
-    return True, None, (f"{len(body)} ledger lines verified for session {checked.get('session')}, "
-                        f"signed by {checked['key_fingerprint']}")
+    anchored = ""
+    if checked["format"] == FORMAT:
+        problem = _anchor_problem(trailer, body)
+        if problem:
+            return False, last, f"line {last} (trailer): {problem}"
+        anchored = f", anchored at seq {trailer['anchor']['seq']}"
+    else:
+        anchored = f" ({checked['format']}: no anchored length)"
+    return True, None, (f"{len(body)} ledger lines verified for session {checked.get('session')}{anchored}, "
+                        f"signed by {signer}")

@@ -1,13 +1,16 @@
-"""The codex hook configuration for one session, and detection of hooks a repository brings along.
+"""The codex hook configuration for one session, and the checks that no other hook or notify runs.
 
 Measured against codex 0.169.0: `-c hooks.<Event>=[...]` overrides register hooks for one run
 (no shared file under $CODEX_HOME), and they only run with `--dangerously-bypass-hook-trust`.
-The same flag also runs a trusted project's own `.codex/hooks.json`, so a launch must refuse a
-workspace that ships hooks unless the policy says `allow_repo_hooks: true`.
+The same flag also runs a trusted project's own `.codex/hooks.json` and $CODEX_HOME's hooks, so a
+launch refuses a workspace that ships hooks unless the policy says `allow_repo_hooks: true`, and a
+CODEX_HOME that holds hooks or a notify command (`check_codex_home`).
+
+Every hook runs `hook_client` (its source embedded in the command, so editing the file mid-session
+changes nothing), which asks the session's `GuardServer` over `<session_dir>/guard/guard.sock`.
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import sys
@@ -20,26 +23,30 @@ from supervisor.launch.command import toml_value
 TRUST_FLAG = "--dangerously-bypass-hook-trust"
 EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop")
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-# Codex kills a hook at its timeout and then lets the call run, so the guard gives up (and denies)
-# GUARD_MARGIN_S before codex would.
+CLIENT_SOURCE = Path(__file__).with_name("hook_client.py")
+# Codex kills a hook at its timeout and then lets the call run, so the client gives up (and
+# denies) GUARD_MARGIN_S before codex would.
 HOOK_MARGIN_S = 30
 GUARD_MARGIN_S = 10
 OTHER_TIMEOUT_S = 60
+OTHER_DEADLINE_S = 30
 
 
-def guard_command(event: str, session: str, ao_home: Path, python: str | None = None,
-                  deadline_s: float | None = None) -> str:
+def client_source() -> str:
+    return CLIENT_SOURCE.read_text()
+
+
+def client_command(event: str, socket_dir: Path, deadline_s: float, python: str | None = None,
+                   server_pid: int | None = None, source: str | None = None) -> str:
     """The shell command codex runs for one event (codex runs it with `/bin/bash -c`).
 
-    PreToolUse starts Python with -I -S (no site-packages: ~35 ms less start-up) and maps any
-    unexpected exit status (interpreter missing, crash, kill) to exit 2, so codex denies.
+    Python starts with -I -S (no site-packages, no environment). PreToolUse maps any unexpected
+    exit status (interpreter missing, crash, kill) to exit 2, so codex denies.
     """
-    python = python or sys.executable
-    code = f"import sys;sys.path.insert(0,{PACKAGE_ROOT!r});from supervisor.govern.guard import main;sys.exit(main())"
-    flags = ["-I", "-S"] if event == "PreToolUse" else ["-I"]
-    argv = [python, *flags, "-c", code, "--event", event, "--session", session, "--home", str(ao_home)]
-    if deadline_s:
-        argv += ["--deadline", str(int(deadline_s))]
+    argv = [python or sys.executable, "-I", "-S", "-c", source or client_source(), "--event", event,
+            "--socket-dir", str(socket_dir), "--deadline", f"{deadline_s:g}"]
+    if server_pid is not None:  # 0 when the runner is outside the hook's pid namespace (SO_PEERCRED says 0)
+        argv += ["--server-pid", str(int(server_pid))]
     cmd = " ".join(shlex.quote(a) for a in argv)
     if event != "PreToolUse":
         return cmd
@@ -47,43 +54,87 @@ def guard_command(event: str, session: str, ao_home: Path, python: str | None = 
             f"echo \"ao guard could not run (exit $rc); failing closed\" >&2; rc=2; fi; exit $rc")
 
 
-def hooks_config(session: str, ao_home: Path, approval_timeout_s: float = 300,
-                 python: str | None = None) -> dict[str, Any]:
+def hooks_config(socket_dir: Path, approval_timeout_s: float = 300, python: str | None = None,
+                 server_pid: int | None = None) -> dict[str, Any]:
     """The `{"hooks": {...}}` document, in the shape of $CODEX_HOME/hooks.json."""
+    source = client_source()
     hooks: dict[str, Any] = {}
     for event in EVENTS:
-        if event == "PreToolUse":
-            timeout = int(approval_timeout_s) + HOOK_MARGIN_S
-            command = guard_command(event, session, ao_home, python, deadline_s=timeout - GUARD_MARGIN_S)
-        else:
-            timeout = OTHER_TIMEOUT_S
-            command = guard_command(event, session, ao_home, python)
+        timeout = int(approval_timeout_s) + HOOK_MARGIN_S if event == "PreToolUse" else OTHER_TIMEOUT_S
+        deadline = timeout - GUARD_MARGIN_S if event == "PreToolUse" else OTHER_DEADLINE_S
+        command = client_command(event, socket_dir, deadline, python, server_pid, source)
         hooks[event] = [{"hooks": [{"type": "command", "command": command, "timeout": timeout}]}]
     return {"hooks": hooks}
 
 
-def hook_overrides(session: str, ao_home: Path, approval_timeout_s: float = 300,
-                   python: str | None = None) -> list[str]:
+def guard_overrides(socket_dir: Path, approval_timeout_s: float = 300, python: str | None = None,
+                    server_pid: int | None = None) -> list[str]:
     """`key=toml` pairs for LaunchSpec.overrides (each becomes `-c hooks.<Event>=[...]`)."""
-    config = hooks_config(session, ao_home, approval_timeout_s, python)["hooks"]
+    config = hooks_config(socket_dir, approval_timeout_s, python, server_pid)["hooks"]
     return [f"hooks.{event}={toml_value(groups)}" for event, groups in config.items()]
 
 
-def codex_args(session: str, ao_home: Path, approval_timeout_s: float = 300,
-               python: str | None = None) -> list[str]:
-    """Extra codex argv for `codex exec` and `codex exec resume`: the trust flag plus -c pairs."""
-    out = [TRUST_FLAG]
-    for pair in hook_overrides(session, ao_home, approval_timeout_s, python):
-        out += ["-c", pair]
-    return out
+def hook_overrides(session: str, ao_home: Path, approval_timeout_s: float = 300,
+                   python: str | None = None) -> list[str]:
+    """Deprecated: `guard_overrides` for the session's socket dir, without the server pid check."""
+    return guard_overrides(Path(ao_home) / "sessions" / session / "guard", approval_timeout_s, python)
 
 
-def write_hooks_json(path: Path, session: str, ao_home: Path, approval_timeout_s: float = 300) -> Path:
-    """The same hooks as a file, for a per-session isolated CODEX_HOME (codex.home: isolated)."""
-    from supervisor import paths
+def safety_overrides() -> list[str]:
+    """`-c` pairs ao passes LAST on every codex command line, so no config file can undo them.
 
-    paths.atomic_write(path, json.dumps(hooks_config(session, ao_home, approval_timeout_s), indent=2))
-    return path
+    codex 0.169.0: `features.hooks=true` wins over `[features] hooks = false` and over the
+    deprecated `[features] codex_hooks = false` (which makes codex warn), and `notify=[]` replaces a
+    configured notify command (tests/test_guard_server.py measures each).
+    """
+    return ["features.hooks=true", "notify=[]"]
+
+
+def _codex_config_problems(config: Path) -> list[str]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: a line-based look, erring towards refusing
+        text = config.read_text(errors="replace")
+        risky = r"(?m)^\s*(\[+\s*(profiles\.[^]]*\.)?hooks\b|(hooks|notify)\s*[.=]|codex_hooks\s*=\s*false)"
+        if re.search(risky, text):
+            return [f"{config} may set notify, hooks or turn hooks off"]
+        return []
+
+    try:
+        doc = tomllib.loads(config.read_text(errors="replace"))
+    except tomllib.TOMLDecodeError as exc:
+        return [f"{config} is not valid TOML ({exc}); codex would not start either"]
+    problems = []
+    tables = [("", doc)] + [(f"profiles.{name}.", table) for name, table in (doc.get("profiles") or {}).items()
+                            if isinstance(table, dict)]
+    for prefix, table in tables:
+        if "notify" in table:
+            problems.append(f"{config} sets `{prefix}notify` (a command codex runs after every turn)")
+        if "hooks" in table:
+            problems.append(f"{config} has a `[{prefix}hooks]` table (hooks ao did not write)")
+        features = table.get("features")
+        if isinstance(features, dict) and any(features.get(k) is False for k in ("codex_hooks", "hooks")):
+            problems.append(f"{config} turns hooks off in `[{prefix}features]` (the guard would never run)")
+    return problems
+
+
+def check_codex_home(codex_home: Path) -> None:
+    """Refuse a CODEX_HOME whose own hooks or notify command would run next to ao's guard.
+
+    ao passes --dangerously-bypass-hook-trust, which runs every hook codex finds, reviewed or not.
+    """
+    codex_home = Path(codex_home)
+    if (codex_home / "hooks.json").exists():
+        raise FatalError(f"refusing to launch: {codex_home / 'hooks.json'} holds hooks ao did not write, and "
+                         f"ao runs codex with {TRUST_FLAG}, which would run them unreviewed next to ao's "
+                         "guard. Remove that file, or set `codex: {home: isolated}` so each session gets "
+                         "its own CODEX_HOME")
+    config = codex_home / "config.toml"
+    problems = _codex_config_problems(config) if config.is_file() else []
+    if problems:
+        raise FatalError("refusing to launch: " + "; ".join(problems) + f". ao runs codex with {TRUST_FLAG}, "
+                         "which would run them unreviewed next to ao's guard. Remove those keys from the "
+                         "file (an isolated CODEX_HOME starts from a copy of it, so that does not help)")
 
 
 def _config_has_hooks(path: Path) -> bool:

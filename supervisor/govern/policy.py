@@ -1,4 +1,4 @@
-"""The `policy:` section: validation with file:line errors, and the compact JSON the hook guard reads.
+"""The `policy:` section: validation with file:line errors, and the compact JSON the guard server loads.
 
 A policy comes from the config's top-level `policy:`, a project's `policy:` (merged on top), or a
 separate YAML file (`policy: path/to/policy.yaml`, relative to the config file). Lists add up,
@@ -180,14 +180,14 @@ def _section(node: Any, file: Path, line: int | None, base: Policy | None) -> Po
     return parse(node, str(file), line, base)
 
 
-def from_config(config_path: Path | None, project: str | None = None) -> Policy:
-    """Read the config file again with line info and merge the top-level and the project's policy."""
+def from_config(config_path: Path | None, project: str | None = None, base: Policy | None = None) -> Policy:
+    """Read the config file again with line info and merge its top-level and project policy onto `base`."""
     from supervisor import config as config_mod
 
+    policy = base or Policy()
     if config_path is None:
-        return Policy()
+        return policy
     doc = config_mod.load_raw(config_path) or {}
-    policy = Policy()
     if isinstance(doc, dict) and doc.get("budget_usd") is not None:
         policy.budget_usd = float(doc["budget_usd"])
     if isinstance(doc, dict) and doc.get("policy") is not None:
@@ -208,7 +208,9 @@ def _mcp_regex(name: str) -> str:
 def builtin_paths(ao_home: Path) -> list[dict[str, Any]]:
     """ao's own state is never the agent's to change, whatever the policy says."""
     reason = "ao's own state (policy, ledger, keys, approvals) is off limits to agents"
-    return [{"glob": str(ao_home / sub), "reason": reason} for sub in ("sessions/**", "keys/**", "approvals/**", "ao.db*")]
+    return [{"glob": str(ao_home / sub), "reason": reason}
+            for sub in ("sessions/**", "keys/**", "approvals/**", "ao.db*", "trusted-*", ".trusted-*",
+                        "agent-orchestrator.yaml")]
 
 
 def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
@@ -241,13 +243,13 @@ def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
         "approval_required": policy.approval_required,
         "mcp": {"allow": mcp_allow, "deny": mcp_deny,
                 "allow_names": policy.mcp_allow, "deny_names": policy.mcp_deny},
-        # each regex precompiled for the guard, which then never imports `re` (see lean.py)
+        # each regex precompiled once (see lean.py); the guard server reuses the programs
         "programs": {r: lean.regex_program(r) for r in [*regexes, *mcp_allow, *mcp_deny]},
         "budget_usd": policy.budget_usd,
         "allow_repo_hooks": policy.allow_repo_hooks,
         "approval_timeout_s": policy.approval_timeout_s,
         "model": model,
-        # USD per million tokens: input, cached input, output. Floats keep the guard free of Decimal.
+        # USD per million tokens: input, cached input, output; guard.price_for reads them back as Decimal
         "prices": {model: [float(price.input), float(price.cached_input), float(price.output)]} if price else {},
     }
 

@@ -421,6 +421,10 @@ class Exec:
     ERROR = "error"
 
 
+# `codex exec --json` item types that are tool calls: each one passed (or should have passed) a hook
+EXEC_TOOL_ITEMS = frozenset({"command_execution", "file_change", "mcp_tool_call"})
+
+
 class ExecEvent(_Record):
     """One `codex exec --json` line. `usage` of turn.completed is the thread's running total."""
     __slots__ = ("kind", "thread_id", "usage", "error", "item")

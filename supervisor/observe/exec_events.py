@@ -17,6 +17,7 @@ class ExecFold:
         self.thread_id = thread_id
         self.failed = False
         self.error: str | None = None
+        self.tool_calls = 0  # tool items started: each should have passed the guard first
 
     def feed(self, line: bytes) -> dict[str, Any]:
         try:
@@ -40,4 +41,6 @@ class ExecFold:
             return {"error": self.error}
         if event.kind == cf.Exec.ERROR:
             self.error = (event.error or "")[:MAX_ERROR]
+        if event.kind == cf.Exec.ITEM_STARTED and event.item and event.item.get("type") in cf.EXEC_TOOL_ITEMS:
+            self.tool_calls += 1
         return {}

@@ -1,4 +1,4 @@
-"""`ao approve`, `ao deny` and the receipt tools `ao receipts export|verify`."""
+"""`ao approve`, `ao deny` and the receipt tools `ao receipts export|verify|trust`."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,8 @@ def _resolve(approval_id: str, status: str, reason: str | None) -> dict[str, Any
         raise FatalError(f"unknown approval {approval_id!r} (pending: {pending})") from None
     if before.get("status") != "pending":
         raise FatalError(f"approval {approval_id} is already {before.get('status')}")
-    record = guard.resolve_approval(home, approval_id, status, reason, by="ao " + ("approve" if status == "approved" else "deny"))
+    by = "ao " + ("approve" if status == "approved" else "deny")
+    record = guard.resolve_approval(home, approval_id, status, reason, by=by)
     if record.get("status") != status:
         raise FatalError(f"approval {approval_id} was {record.get('status')} before your answer arrived")
     return record
@@ -40,11 +41,45 @@ def pending(session: str | None = None) -> list[dict[str, Any]]:
 
 
 def export_receipts(session: str, out: Path) -> dict[str, Any]:
-    return bundle.export(session, out)
+    """Export by session id, name or thread id; an unknown one is refused, not guessed at."""
+    from supervisor import store
+
+    return bundle.export(store.get(session)["session"], out)
 
 
 def verify_receipts(path: Path, key: str | None = None) -> tuple[bool, int | None, str]:
-    return bundle.verify(path, key)
+    from supervisor.govern import trust
+
+    return bundle.verify(path, trust.parse_fingerprint(key) if key else None)
+
+
+def verify_session_ledger(session: str) -> tuple[bool, int | None, str]:
+    """The local check of a session's ledger: signatures, chain and the head anchored in ao.db."""
+    from supervisor import store
+    from supervisor.govern import ledger
+
+    return ledger.verify_session(paths.session_dir(store.get(session)["session"]), paths.ao_home())
+
+
+def trust_key(fingerprint: str, comment: str | None = None) -> tuple[str, bool]:
+    from supervisor.govern import trust
+
+    return trust.add(fingerprint, comment)
+
+
+def describe_command(record: dict[str, Any]) -> str:
+    """All of the command the approval record holds, and its sha256 and length when it has them."""
+    command = record.get("command")
+    parts = []
+    if isinstance(command, str):
+        parts.append(command)
+    elif isinstance(record.get("command_head"), str):
+        parts.append(f"(too long to show whole; it starts with:) {record['command_head']}")
+    else:
+        parts.append("(no command recorded)")
+    if record.get("command_sha256") or record.get("command_len") is not None:
+        parts.append(f"[command: {record.get('command_len')} chars, sha256 {record.get('command_sha256')}]")
+    return "\n".join(parts)
 
 
 @click.command("approve")
@@ -53,7 +88,7 @@ def verify_receipts(path: Path, key: str | None = None) -> tuple[bool, int | Non
 def approve_cmd(approval_id: str, as_json: bool) -> None:
     """Let a tool call that waits for approval run."""
     record = approve(approval_id)
-    click.echo(json.dumps(record, indent=2) if as_json else f"approved {approval_id}: {record.get('command')}")
+    click.echo(json.dumps(record, indent=2) if as_json else f"approved {approval_id}: {describe_command(record)}")
 
 
 @click.command("deny")
@@ -63,12 +98,12 @@ def approve_cmd(approval_id: str, as_json: bool) -> None:
 def deny_cmd(approval_id: str, reason: str | None, as_json: bool) -> None:
     """Block a tool call that waits for approval."""
     record = deny(approval_id, reason)
-    click.echo(json.dumps(record, indent=2) if as_json else f"denied {approval_id}: {record.get('command')}")
+    click.echo(json.dumps(record, indent=2) if as_json else f"denied {approval_id}: {describe_command(record)}")
 
 
 @click.group("receipts_tools")
 def receipts_tools() -> None:
-    """Export and verify signed evidence bundles."""
+    """Export, verify and trust signed evidence bundles."""
 
 
 @receipts_tools.command("export")
@@ -87,12 +122,24 @@ def export_cmd(session: str, out: Path, as_json: bool) -> None:
 
 
 @receipts_tools.command("verify")
-@click.argument("bundle_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--key", "fingerprint", metavar="FINGERPRINT", help="Require this signing key (SHA256:...).")
+@click.argument("bundle_path", metavar="[FILE]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--session", help="Check this session's ledger here instead of a bundle (chain, signatures, anchor).")
+@click.option("--key", "fingerprint", metavar="FINGERPRINT",
+              help="Require this signing key (SHA256:...) instead of the keys trusted here.")
 @click.option("--json", "as_json", is_flag=True, help="Print {ok, first_bad_line, reason} as JSON.")
-def verify_cmd(bundle_path: Path, fingerprint: str | None, as_json: bool) -> None:
-    """Check a bundle offline; exits 1 and names the first bad line if anything was changed."""
-    ok, bad_line, reason = verify_receipts(bundle_path, fingerprint)
+def verify_cmd(bundle_path: Path | None, session: str | None, fingerprint: str | None, as_json: bool) -> None:
+    """Check a bundle offline (or --session's ledger); exits 1 and names the first bad line if anything was changed.
+
+    A bundle verifies only when signed by a trusted key: this installation's public key, one added
+    with `ao receipts trust`, or the one given with --key.
+    """
+    if (bundle_path is None) == (session is None):
+        raise FatalError("give either a bundle FILE or --session SESSION to check")
+    if session is not None:
+        ok, bad_line, reason = verify_session_ledger(session)
+    else:
+        assert bundle_path is not None
+        ok, bad_line, reason = verify_receipts(bundle_path, fingerprint)
     if as_json:
         click.echo(json.dumps({"ok": ok, "first_bad_line": bad_line, "reason": reason}))
     elif ok:
@@ -101,3 +148,15 @@ def verify_cmd(bundle_path: Path, fingerprint: str | None, as_json: bool) -> Non
         click.echo(f"FAILED at line {bad_line}: {reason}" if bad_line else f"FAILED: {reason}", err=True)
     if not ok:
         raise SystemExit(1)
+
+
+@receipts_tools.command("trust")
+@click.argument("fingerprint")
+@click.option("--comment", help="A note kept next to the fingerprint, e.g. whose key it is.")
+def trust_cmd(fingerprint: str, comment: str | None) -> None:
+    """Accept bundles signed by the key FINGERPRINT (SHA256:...) in `ao receipts verify`."""
+    from supervisor.govern import trust
+
+    added_fp, added = trust_key(fingerprint, comment)
+    where = trust.trust_path()
+    click.echo(f"trusted {added_fp} (added to {where})" if added else f"{added_fp} is already trusted")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from supervisor.config import Config
@@ -51,8 +52,11 @@ def diagnose(cfg: Config, provision: bool) -> dict[str, Any]:
     codex["candidates"] = [{"source": c.source, "path": c.path, "taken": c.taken,
                             "reason": c.reason or "not checked (an earlier candidate was taken)"}
                            for c in report]
-    return {"config": str(cfg.path) if cfg.path else None, "codex": codex,
-            "tools": [_tool(name, cmd, hint) for name, (cmd, hint) in all_tools().items()]}
+    from supervisor.launch import jail
+
+    tools = [_tool(name, cmd, hint) for name, (cmd, hint) in all_tools().items()]
+    tools.append(jail.doctor_check(Path(codex["path"]) if codex["path"] else None))
+    return {"config": str(cfg.path) if cfg.path else None, "codex": codex, "tools": tools}
 
 
 def render(result: dict[str, Any]) -> str:

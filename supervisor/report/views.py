@@ -18,7 +18,8 @@ def printable(text: object) -> str:
 
 def status_table(rows: Iterable[Mapping[str, Any]]) -> str:
     from tabulate import tabulate  # lazy: JSON output never needs it
-    body = [[printable(r["session"]), printable(r["status"]), printable(r["activity"] or "-"),
+    body = [[printable(r["session"]), printable(r["status"]),
+             printable(r["activity"] or "-") + ("" if r.get("jailed", True) else " UNJAILED"),
              printable(r["branch"] or "-"), printable(r["model"] or "-"),
              f"{r['tokens']['total']:,}", f"${r['cost_usd']:.4f}", printable(r["pr_url"] or "-"),
              printable((r["thread_id"] or "-")[:13])] for r in rows]

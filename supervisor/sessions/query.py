@@ -124,6 +124,8 @@ def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal) 
     row["cost_usd"] = money(cost)
     row["started_at"] = iso(record.get("started_at"))
     row["updated_at"] = iso(record.get("updated_at"))
+    row["error"] = record.get("error")
+    row["jailed"] = bool((record.get("launch") or {}).get("jail"))
     return row
 
 

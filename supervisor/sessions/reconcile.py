@@ -35,11 +35,11 @@ def fold_events(record: SessionRecord) -> SessionRecord:
 
 
 def end_orphan(codex_pid: int | None) -> None:
-    """End a codex whose supervisor died; only if that pid still is a codex (pids get reused)."""
+    """End a codex (or the jail around it) whose supervisor died; only if the pid still is one (pids get reused)."""
     if not codex_pid:
         return
     name = processes.command_name(codex_pid) or ""
-    if name.endswith("codex"):
+    if name.endswith(("codex", "bwrap")):
         processes.kill_tree(codex_pid)
 
 

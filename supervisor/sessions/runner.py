@@ -1,8 +1,10 @@
 """The detached supervisor of one session: waits for a slot, runs codex on its runtime, records what happens.
 
 Started by `ao spawn` (and `ao resume`/`ao send`) in its own process session, so it outlives the
-command that started it. The runtime reports what happened; this module alone turns that into the
-session's record: status, activity, thread, rollout, the end, and the budget stop.
+command that started it. It hosts the session's guard server, outside the agent's jail: codex's
+hooks are thin clients that ask it over a unix socket. The runtime reports what happened; this
+module alone turns that into the session's record: status, activity, thread, rollout, the end, the
+budget stop, and a run the guard never heard from (ungoverned).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -38,10 +41,11 @@ def wait_for_slot(session: str, limit: int, poll: float = 0.25,
         sleep(poll)
 
 
-def budget_stopped(session: str) -> bool:
-    from supervisor.govern import guard
-
-    return bool(guard.session_governance(str(paths.ao_home()), session)["budget_blocked"])
+# How long a tool call or a turn's end may come before SessionStart has reached the guard: the hook runs
+# synchronously before codex's first turn, so any wait beyond this means the hooks did not run.
+GOVERNANCE_GRACE_S = 3.0
+UNGOVERNED = ("ungoverned: codex ran {what} but its hooks never reached ao's guard (hooks disabled or "
+              "replaced); the session was stopped")
 
 
 def finish(session: str, code: int | None, failed: bool, error: str | None, extra: dict[str, Any],
@@ -65,9 +69,9 @@ def finish(session: str, code: int | None, failed: bool, error: str | None, extr
     try:
         from supervisor.govern import ledger
 
-        ledger.ingest_wrapper_events(paths.session_dir(session))
-        ledger.spool(paths.session_dir(session), "lifecycle",
-                     {"event": "exit", "status": status.value, "exit_code": code})
+        ledger.ingest_wrapper_events(paths.session_dir(session))  # the wrappers' claims
+        ledger.append(paths.session_dir(session), "lifecycle",
+                      {"event": "exit", "status": status.value, "exit_code": code, "error": fields.get("error")})
     except (OSError, FatalError) as exc:  # the run's end is already recorded in the store
         print(f"ao runner: cannot append the exit to the ledger: {exc}", file=sys.stderr)
     return status
@@ -82,12 +86,18 @@ def job_for(record: SessionRecord) -> Job:
                rollout_path=record.get("rollout_path"), prompt_file=launch.get("prompt_file"))
 
 
-def supervise(session: str, runtime: Runtime, job: Job,
-              budget_spent: Callable[[str], bool] = budget_stopped) -> Status:
-    """Run one job to its end on `runtime`, keeping the record; returns the final status."""
+def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[str], bool],
+              governed: threading.Event | None = None,
+              before_finish: Callable[[], None] = lambda: None) -> Status:
+    """Run one job to its end on `runtime`, keeping the record; returns the final status.
+
+    `governed` is set once the guard heard codex's SessionStart; a tool call or a turn's end without
+    it stops the run. `before_finish` runs once codex is gone, before the end is recorded.
+    """
     try:
         run = runtime.start(job)
     except (OSError, FatalError) as exc:
+        before_finish()
         return finish(session, None, True, f"cannot start codex: {exc}", {})
     killed = False
 
@@ -98,6 +108,7 @@ def supervise(session: str, runtime: Runtime, job: Job,
 
     signal.signal(signal.SIGTERM, on_term)
     blocked = False
+    ungoverned: str | None = None
     stored: dict[str, Any] = {}
     end = Exited(None, True, "the runtime ended without reporting an exit")
     for report in run.reports():
@@ -109,25 +120,58 @@ def supervise(session: str, runtime: Runtime, job: Job,
             if fresh:
                 store.update(session, **fresh)
                 stored.update(fresh)
-            if report.fields.get("activity") == "idle" and not blocked and budget_spent(session):
+            idle = report.fields.get("activity") == "idle"
+            if governed is not None and not ungoverned and (report.tool_call or idle) \
+                    and not governed.wait(GOVERNANCE_GRACE_S):
+                ungoverned = UNGOVERNED.format(what="a tool call" if report.tool_call else "a turn")
+                run.stop()
+            if idle and not blocked and budget_spent(session):
                 blocked = True  # the turn is over and the budget is spent: stop here
                 run.stop()
         elif isinstance(report, Exited):
             end = report
             break
+    before_finish()
     if killed:
         store.update(session, status=Status.KILLED)
+    if ungoverned:
+        return finish(session, end.code, True, ungoverned, end.fields)
     return finish(session, end.code, end.failed, end.error, end.fields,
                   blocked=blocked or (not killed and budget_spent(session)))
 
 
 def run(session: str) -> int:
+    """Start the guard, render the command line around it, run codex to its end."""
+    from supervisor.govern import guard, hooks
+    from supervisor.govern.guard_server import GuardServer
+    from supervisor.launch import plan
+
     record = store.get(session)
-    paths.session_dir(session).mkdir(parents=True, exist_ok=True)
+    sdir = paths.session_dir(session)
+    sdir.mkdir(parents=True, exist_ok=True)
     if record["status"] == Status.QUEUED:
         wait_for_slot(session, int(record["launch"].get("max_concurrent") or 1))
     record = store.get(session)
-    status = supervise(session, runtimes.of(record), job_for(record))
+    runtime = runtimes.of(record)
+    server = GuardServer(session, paths.ao_home(), sdir, codex_home=codex_home_of(record))
+    try:
+        server.start()
+    except (guard.GuardError, OSError) as exc:
+        return 0 if finish(session, None, True, f"the session's guard could not start: {exc}", {}) == Status.DONE else 1
+    launch = record["launch"]
+    jailed = bool(launch.get("jail"))
+    # inside the jail's pid namespace the runner has no pid; the read-only socket dir guards the socket
+    guard_pairs = hooks.guard_overrides(server.socket_dir, float(launch.get("approval_timeout_s") or 300),
+                                        server_pid=0 if jailed else os.getpid())
+    try:
+        argv = plan.render_argv(session, launch, runtime, [*guard_pairs, *hooks.safety_overrides()])
+    except (OSError, FatalError) as exc:
+        server.stop()
+        return 0 if finish(session, None, True, f"cannot prepare the launch: {exc}", {}) == Status.DONE else 1
+    store.update(session, launch={**launch, "argv": argv})
+    status = supervise(session, runtime, job_for(store.get(session)),
+                       budget_spent=lambda _s: server.budget_exhausted(), governed=server.session_started,
+                       before_finish=lambda: server.stop(drain_s=10))
     return 0 if status == Status.DONE else 1
 
 

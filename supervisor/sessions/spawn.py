@@ -1,6 +1,7 @@
 """Spawn and resume: pick a workspace, build the codex launch, record it, start its supervisor."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from supervisor import paths, store
 from supervisor.config import Config
 from supervisor.errors import FatalError
 from supervisor.govern import hooks, ledger, policy as gpolicy
-from supervisor.launch import agents_md, codex_bin, command, runtimes, trust, workspace as ws, wrappers
+from supervisor.launch import agents_md, codex_bin, command, plan, runtimes, trust, workspace as ws, wrappers
 from supervisor.records import LaunchRecord, SessionRecord, Status
 from supervisor.sessions import runner
 
@@ -27,6 +28,7 @@ class SpawnRequest:
     overrides: list[str] = field(default_factory=list)
     name: str | None = None
     policy_file: str | None = None
+    unjailed: bool = False  # run without ao's jail: governance is then best effort
 
 
 def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path, str | None, str | None]:
@@ -65,13 +67,15 @@ def _instructions(cfg: Config, sdir: Path) -> tuple[str, str | None]:
 
 
 def govern(cfg: Config, session: str, workspace: str, model: str, project: str | None,
-           policy_file: str | None) -> tuple[list[str], list[str]]:
-    """Compile the session's policy for the guard; returns the hook overrides and the hook-trust flag.
+           policy_file: str | None) -> gpolicy.Policy:
+    """Compile the session's policy for its guard server (policy.json, which the jail hides).
 
-    The trust flag would also run hooks a repository ships in .codex/, so such a workspace is
-    refused unless the policy sets allow_repo_hooks.
+    codex runs ao's hooks with the hook-trust flag, which would also run hooks a repository ships in
+    .codex/, so such a workspace is refused unless the policy sets allow_repo_hooks.
     """
-    pol = gpolicy.from_config(cfg.path, project)
+    pol = gpolicy.Policy()
+    for file in cfg.files:  # the user's config, then the repository's on top
+        pol = gpolicy.from_config(file, project, base=pol)
     if policy_file:
         pol = gpolicy.load_file(Path(policy_file).expanduser().resolve(), base=pol)
     found = hooks.refuse_repo_hooks(Path(workspace), pol.allow_repo_hooks)
@@ -79,7 +83,7 @@ def govern(cfg: Config, session: str, workspace: str, model: str, project: str |
     gpolicy.write_compiled(gpolicy.compile_policy(pol, session, Path(workspace), model, cfg.data.get("pricing")), sdir)
     if found:
         ledger.append(sdir, "lifecycle", {"event": "repo_hooks_allowed", "files": [str(p) for p in found]})
-    return hooks.hook_overrides(session, paths.ao_home(), pol.approval_timeout_s), [hooks.TRUST_FLAG]
+    return pol
 
 
 def write_prompt(session: str, prompt: str) -> str:
@@ -91,25 +95,39 @@ def write_prompt(session: str, prompt: str) -> str:
 
 def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, model: str, approval: str,
                  cli_overrides: list[str], project: str | None, issue: str | None, prompt: str | None,
-                 resume_thread: str | None = None, policy_file: str | None = None) -> LaunchRecord:
+                 resume_thread: str | None = None, policy_file: str | None = None,
+                 unjailed: bool = False, codex_home_of_thread: str | None = None) -> LaunchRecord:
+    """The launch plan the session's runner renders into a command line once its guard listens."""
     data = cfg.data
     runtime = runtimes.get(runtime_name)
-    wrappers.install()  # repairs edited or outdated wrappers before every launch
-    codex = str(codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"]))
+    codex = os.path.realpath(codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"]))
     sdir = paths.session_dir(session)
-    text, file = _instructions(cfg, sdir)
-    hook_pairs, flags = govern(cfg, session, workspace, model, project, policy_file)
-    overrides = command.build_overrides(data, model, cli_overrides, text, file) + hook_pairs
-    spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides, flags=flags)
     env, unset = command.agent_env(session, project, issue)
-    if data["codex"]["home"] == "isolated":
+    if codex_home_of_thread:  # a resumed thread lives in the CODEX_HOME it started in
+        env["CODEX_HOME"] = codex_home_of_thread
+    elif data["codex"]["home"] == "isolated":
         env["CODEX_HOME"] = str(isolated_codex_home(session))
+    codex_home = Path(env.get("CODEX_HOME") or paths.codex_home())
+    hooks.check_codex_home(codex_home)  # hooks or notify ao did not write would run with ao's trust flag
+    wrappers.install()  # repairs edited or outdated wrappers before every launch
+    text, file = _instructions(cfg, sdir)
+    pol = govern(cfg, session, workspace, model, project, policy_file)
+    overrides = command.build_overrides(data, model, cli_overrides, text, file)
+    spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides,
+                              flags=[hooks.TRUST_FLAG])
+    jail_plan = None
+    if not unjailed:
+        readonly = plan.existing_paths([r["glob"] for r in pol.forbidden_paths], Path(workspace))
+        jail_plan = plan.jail_plan(session, Path(workspace), Path(codex), codex_home, readonly, file,
+                                   path_var=env["PATH"])
     if runtime.interactive:  # the TUI would stop on "Trust this folder?"
-        trust.pre_trust(Path(env.get("CODEX_HOME") or paths.codex_home()), ws.trust_roots(Path(workspace)))
+        trust.pre_trust(codex_home, ws.trust_roots(Path(workspace)))
     prompt_file = write_prompt(session, prompt) if prompt and runtime.takes_prompt_on_stdin() else None
-    argv = runtime.command(codex, spec, prompt, resume_thread)
-    return {"argv": argv, "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
-            "policy_file": policy_file, "prompt_file": prompt_file,
+    return {"argv": [], "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
+            "spec": dataclasses.asdict(spec), "resume_thread": resume_thread,
+            "prompt": None if prompt_file else prompt, "prompt_file": prompt_file,
+            "jail": jail_plan, "unjailed": unjailed, "approval_timeout_s": pol.approval_timeout_s,
+            "policy_file": policy_file,
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
 
 
@@ -142,7 +160,8 @@ def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
     try:
         agents_md.install(workspace, session, cfg.project(req.project).get("rules"))
         launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
-                              req.project, req.issue, req.prompt, policy_file=req.policy_file)
+                              req.project, req.issue, req.prompt, policy_file=req.policy_file,
+                              unjailed=req.unjailed)
     except FatalError:
         if repo and workspace != Path(repo):  # a refused spawn leaves no worktree behind
             ws.remove_worktree(Path(repo), workspace, delete_branch=True)
@@ -154,7 +173,8 @@ def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
         "activity": None, "branch": branch, "model": model, "prompt": req.prompt, "launch": launch,
     })
     ledger.append(sdir, "lifecycle", {"event": "spawn", "workspace": str(workspace), "model": model,
-                                      "runtime": req.runtime, "approval": approval})
+                                      "runtime": req.runtime, "approval": approval,
+                                      "jailed": launch["jail"] is not None})
     store.update(session, pid=runner.start_detached(session))
     return store.get(session)
 
@@ -177,9 +197,8 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
                           record["model"] or cfg.data["agent"]["model"],
                           old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
                           record.get("project"), record.get("issue"), prompt, record["thread_id"],
-                          policy_file=old.get("policy_file"))
-    if "CODEX_HOME" in old.get("env", {}):
-        launch["env"]["CODEX_HOME"] = old["env"]["CODEX_HOME"]
+                          policy_file=old.get("policy_file"), unjailed=bool(old.get("unjailed")),
+                          codex_home_of_thread=(old.get("env") or {}).get("CODEX_HOME"))
     rules = cfg.project(record.get("project")).get("rules") if record.get("project") else None
     agents_md.install(Path(record["workspace"]), record["session"], rules)
     store.update(record["session"], status=Status.SPAWNING, runtime=runtime, launch=launch, activity=None,

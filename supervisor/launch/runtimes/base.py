@@ -43,6 +43,7 @@ class Changed:
     """Fields of the session record that changed (thread_id, rollout_path, activity, error...)."""
 
     fields: dict[str, Any]
+    tool_call: bool = False  # a tool call started: the guard must have been reached by now
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,10 @@ class HeadlessRun(Run):
             for line in self.child.stdout:
                 self._events_out.write(line)
                 self._events_out.flush()
+                calls = fold.tool_calls
                 changes = fold.feed(line)
+                if fold.tool_calls > calls:
+                    yield Changed({}, tool_call=True)
                 if fold.thread_id and not rollout and changes:
                     # codex creates the rollout a moment after thread.started: look again on each change
                     found = locate.find_rollout(fold.thread_id, self.job.codex_home, self.job.started_at)

@@ -40,10 +40,16 @@ def target(session: str) -> str:
 
 def start(session: str, workspace: str, argv: list[str], env: dict[str, str], unset: list[str]) -> int:
     """Start codex's TUI in a new tmux session; returns the pane's pid. The exit code lands in a file."""
-    exit_file = paths.session_dir(session) / "exit_code"
+    sdir = paths.session_dir(session)
+    exit_file = sdir / "exit_code"
     env_args = ["env", *(f"-u{k}" for k in unset), *(f"{k}={v}" for k, v in env.items())]
-    shell = f"{shlex.join(env_args + argv)}; echo $? > {shlex.quote(str(exit_file))}"
-    tmux("new-session", "-d", "-s", target(session), "-x", "220", "-y", "50", "-c", workspace, shell)
+    # tmux caps a command's length, and a jailed launch runs to many kilobytes: run it from a script
+    # in the session dir (which the jail hides), not from tmux's argv
+    script = sdir / "tmux-run.sh"
+    paths.atomic_write(script, f"{shlex.join(env_args + argv)}\necho $? > {shlex.quote(str(exit_file))}\n",
+                       mode=0o700)
+    tmux("new-session", "-d", "-s", target(session), "-x", "220", "-y", "50", "-c", workspace,
+         f"/bin/sh {shlex.quote(str(script))}")
     return pane_pid(session) or 0
 
 

@@ -1,0 +1,585 @@
+"""The session's guard: decides every hook request in the runner process, outside the agent's reach.
+
+codex runs `hook_client` for each hook event; the client sends the payload over a unix socket in
+`<session_dir>/guard/` and relays the answer. Everything a decision depends on lives in this
+process's memory: the compiled policy (read once at start), the spend and budget state, the
+prompt and plan hashes. `guard-state.json` is only a copy for `ao status` and restarts, and the
+ledger is written by a background thread, so no file, lock or state the agent can reach is on
+the decision path; a held ledger lock delays receipts, it never changes or blocks an answer.
+
+Only hook payloads come in over the socket, and the agent can connect to it too: nothing sent
+there can approve, change the policy, or lower the spend. Operator answers arrive as files in
+`$AO_HOME/approvals/` (`ao approve` / `ao deny`), which this server polls for its own requests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import stat
+import sys
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from supervisor.govern import guard
+
+SOCKET_DIR = "guard"
+SOCKET_NAME = "guard.sock"
+MAX_PAYLOAD = 1 << 20          # the hook client refuses bigger payloads too
+MAX_HEADER = 128
+READ_TIMEOUT_S = 5.0           # a client that trickles its request in is cut off
+MAX_CONNECTIONS = 32           # more at once is an attack; refusing makes the hook client deny
+MAX_PENDING_APPROVALS = 8
+MAX_TRANSCRIPTS = 64
+MAX_READ_PER_CALL = 256 << 20  # rollout bytes priced per call; the rest on the next one
+ANSWER_MARGIN_S = 0.5          # answer this long before the client's deadline, or deny
+# codex kills a hook at its timeout and then RUNS the call, so the client gives up GUARD_MARGIN_S
+# before that and denies (hooks.py sets both).
+DEFAULT_DEADLINE_S = 20.0
+POLL_S = 0.2
+STRING_FIELDS = ("session_id", "turn_id", "transcript_path", "cwd", "hook_event_name", "model",
+                 "permission_mode", "tool_name", "tool_use_id", "prompt", "last_assistant_message", "source")
+
+
+class BadRequest(Exception):
+    """A request that is not a well-formed hook request; PreToolUse answers deny."""
+
+
+def socket_dir(session_dir: Path) -> Path:
+    return Path(session_dir) / SOCKET_DIR
+
+
+def parse_request(data: bytes) -> tuple[str, float, dict[str, Any]]:
+    """(event, client deadline in seconds, payload) from `AOG1 <event> <deadline_ms>\\n<payload>`."""
+    header, newline, body = data.partition(b"\n")
+    parts = header[:MAX_HEADER].split(b" ")
+    if not newline or len(header) > MAX_HEADER or len(parts) != 3 or parts[0] != b"AOG1" \
+            or not parts[2].isdigit():
+        raise BadRequest("not a hook request (ao's guard socket only takes hook payloads)")
+    event = parts[1].decode("ascii", "replace")
+    if event not in guard.EVENTS:
+        raise BadRequest(f"unknown hook event {event!r}")
+    if len(body) > MAX_PAYLOAD:
+        raise BadRequest(f"the hook payload is larger than {MAX_PAYLOAD} bytes")
+    try:
+        payload = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the hook payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the hook payload is not a JSON object")
+    for name in STRING_FIELDS:
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            raise BadRequest(f"the hook payload's {name} is a {type(payload[name]).__name__}, not a string")
+    if len(payload.get("tool_name") or "") > 512:
+        raise BadRequest("the hook payload's tool_name is longer than 512 characters")
+    return event, int(parts[2]) / 1000, payload
+
+
+class GuardServer:
+    """One session's guard. `start()` binds `<session_dir>/guard/guard.sock`; `stop()` drains the ledger."""
+
+    def __init__(self, session: str, ao_home: Path, session_dir: Path, codex_home: Path | None = None,
+                 poll_s: float = POLL_S) -> None:
+        if not session or "/" in session or session.startswith("."):
+            raise guard.GuardError(f"bad session id {session!r}")
+        from supervisor import paths
+
+        self.session = session
+        self.ao_home = Path(ao_home)
+        self.session_dir = Path(session_dir)
+        self.socket_dir = socket_dir(self.session_dir)
+        # the only rollouts whose usage counts: regular files under the session's CODEX_HOME/sessions
+        self.rollouts_root = os.path.realpath(Path(codex_home or paths.codex_home()) / "sessions")
+        self.poll_s = poll_s
+        self.session_started = threading.Event()
+        self.policy: dict[str, Any] = {}
+        self.requests = 0
+        self.ledger_error: str | None = None
+        self._lock = threading.Lock()  # in memory only: the agent cannot hold it
+        self._stopping = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._queue: queue.Queue[Any] = queue.Queue()  # receipts, "state", "flush", None to end
+        self._spent = Decimal(0)
+        self._offsets: dict[str, int] = {}
+        self._budget_stopped = False
+        self._prompt_hash: str | None = None
+        self._prompt_hashes: list[str] = []
+        self._plan_hash: str | None = None
+        self._plan_hashes: list[str] = []
+        self._pending: set[str] = set()
+        self._prices: dict[str | None, Any] = {}
+        self._listener: socket.socket | None = None
+        self._dirfd: int | None = None
+        self._threads: list[threading.Thread] = []
+        self._ledger: Any = None  # ledger.LedgerWriter, made in start(): the key stays in memory
+        self._drain_until = float("inf")
+
+    # --- life -------------------------------------------------------------------------------------
+
+    def start(self) -> Path:
+        """Load the policy and state, bind the socket, start serving; returns the socket's path."""
+        from supervisor.govern import ledger
+
+        self.policy = guard.load_policy(str(self.session_dir), self.session)
+        self._restore()
+        self._ledger = ledger.LedgerWriter(self.session_dir, self.ao_home)
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dirfd = os.open(self.socket_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        info = os.fstat(dirfd)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            os.close(dirfd)
+            raise guard.GuardError(f"{self.socket_dir} is not a directory this user owns")
+        os.chmod(f"/proc/self/fd/{dirfd}", 0o700)
+        try:
+            os.unlink(SOCKET_NAME, dir_fd=dirfd)  # a socket left by a runner that was killed
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not inherited by codex
+        # sun_path holds 107 bytes; the magic link to the open folder keeps any session dir in reach
+        listener.bind(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+        listener.listen(64)
+        listener.settimeout(self.poll_s)
+        self._listener, self._dirfd = listener, dirfd
+        writer = threading.Thread(target=self._write_loop, name=f"guard-ledger-{self.session}", daemon=True)
+        accept = threading.Thread(target=self._accept_loop, name=f"guard-accept-{self.session}", daemon=True)
+        self._threads = [writer, accept]
+        writer.start()
+        accept.start()
+        return self.socket_dir / SOCKET_NAME
+
+    def stop(self, drain_s: float = 10.0) -> None:
+        """Stop answering (waiting approvals deny), persist the state, and flush the ledger."""
+        self._stopping.set()
+        if len(self._threads) == 2:
+            self._threads[1].join(5)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._dirfd is not None:
+            try:
+                os.unlink(SOCKET_NAME, dir_fd=self._dirfd)
+            except OSError:
+                pass
+            os.close(self._dirfd)
+            self._dirfd = None
+        self._drain_until = time.monotonic() + drain_s
+        self._queue.put(("state", None, None))
+        self._queue.put(None)
+        if self._threads:
+            self._threads[0].join(drain_s)
+            if self._threads[0].is_alive():
+                print(f"ao guard {self.session}: {self._queue.qsize()} receipts not written within {drain_s:g}s "
+                      f"(last error: {self.ledger_error})", file=sys.stderr)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every receipt queued so far is in the ledger; False if that took too long."""
+        done = threading.Event()
+        self._queue.put(("flush", done, None))
+        return done.wait(timeout_s)
+
+    @property
+    def spent_usd(self) -> float:
+        return float(self._spent)
+
+    def budget_exhausted(self) -> bool:
+        budget = self.policy.get("budget_usd")
+        return budget is not None and self._spent >= Decimal(str(budget))
+
+    # --- serving ----------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set() and self._listener is not None:
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                time.sleep(self.poll_s)
+                continue
+            if not self._slots.acquire(blocking=False):
+                conn.close()  # the hook client denies a refused call
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        accepted = time.monotonic()
+        try:
+            conn.settimeout(READ_TIMEOUT_S)
+            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            peer_pid = int.from_bytes(cred[:4], sys.byteorder)
+            chunks, size = [], 0
+            while size <= MAX_PAYLOAD + MAX_HEADER:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            verdict, reason = self.handle(b"".join(chunks), peer_pid, accepted)
+            conn.settimeout(READ_TIMEOUT_S)
+            conn.sendall(f"{verdict}\n{reason}".encode("utf-8", "replace"))
+        except Exception as exc:
+            try:
+                conn.sendall(f"error\nao guard failed: {type(exc).__name__}: {exc}".encode())
+            except OSError:
+                pass
+        finally:
+            conn.close()
+            self._slots.release()
+
+    def handle(self, data: bytes, peer_pid: int = 0, accepted: float | None = None) -> tuple[str, str]:
+        """One request's (verdict, reason): allow/deny for PreToolUse, ok/error for the others."""
+        accepted = time.monotonic() if accepted is None else accepted
+        self.requests += 1
+        try:
+            event, deadline_s, payload = parse_request(data)
+        except BadRequest as exc:
+            pre = data.startswith(b"AOG1 PreToolUse ")
+            if pre:
+                self._record("guard_decision", {"event": guard.PRE, "decision": "deny", "rule": "bad_request",
+                                                "reason": str(exc), "peer_pid": peer_pid}, self._prompt_hash)
+            return ("deny" if pre else "error"), f"ao guard refused the request: {exc}"
+        end = accepted + min(deadline_s, self._max_deadline()) - ANSWER_MARGIN_S
+        try:
+            if event == guard.PRE:
+                allowed, reason = self._pre_tool_use(payload, end, peer_pid)
+                return ("allow" if allowed else "deny"), reason
+            if event == guard.POST:
+                self._post_tool_use(payload, peer_pid)
+            elif event == guard.PROMPT:
+                self._user_prompt(payload, peer_pid)
+            else:
+                self._lifecycle(event, payload, peer_pid)
+            return "ok", ""
+        except Exception as exc:
+            reason = f"ao guard failed closed: {type(exc).__name__}: {exc}"
+            if event == guard.PRE:
+                self._record("guard_decision", {"event": guard.PRE, "decision": "deny", "rule": "fail_closed",
+                                                "reason": reason, "peer_pid": peer_pid}, self._prompt_hash)
+                return "deny", reason
+            return "error", reason
+
+    def _max_deadline(self) -> float:
+        from supervisor.govern import hooks
+
+        return float(self.policy.get("approval_timeout_s") or 300) + hooks.HOOK_MARGIN_S - hooks.GUARD_MARGIN_S
+
+    # --- events -----------------------------------------------------------------------------------
+
+    def _pre_tool_use(self, payload: dict[str, Any], end: float, peer_pid: int) -> tuple[bool, str]:
+        text = guard.command_text(payload)
+        allowed, reason, rule = True, "", None
+        if self.ledger_error:  # no receipt, no run
+            allowed, reason, rule = False, (f"ao cannot write the session's receipt ledger ({self.ledger_error}); "
+                                            "tool calls are denied until it can"), "ledger_unwritable"
+        denial = guard.rule_denial(self.policy, payload, text) if allowed else None
+        if denial:
+            allowed, (reason, rule) = False, denial
+        if allowed and self.policy.get("budget_usd") is not None:
+            self._update_spend(payload)
+            budget_reason = self._check_budget(payload)
+            if budget_reason:
+                allowed, reason, rule = False, budget_reason, "budget_usd"
+        if allowed:
+            gate = guard.approval_gate(self.policy, text)
+            if gate:
+                allowed, reason = self._wait_for_approval(payload, gate[1], text, end, peer_pid)
+                rule = f"approval_required[{gate[0]}]"
+        if allowed and time.monotonic() > end:
+            allowed, reason, rule = False, "ao guard could not decide before the hook deadline", "deadline"
+        body = guard.call_body(guard.PRE, payload, text)
+        body.update(decision="allow" if allowed else "deny", reason=reason, rule=rule, peer_pid=peer_pid)
+        self._record("guard_decision", body, self._prompt_hash)
+        return allowed, reason
+
+    def _post_tool_use(self, payload: dict[str, Any], peer_pid: int) -> None:
+        from supervisor.govern import lean
+
+        body = guard.call_body(guard.POST, payload, guard.command_text(payload))
+        response = payload.get("tool_response")
+        response_text = response if isinstance(response, str) else lean.dumps(response)
+        body["response"] = response_text[:guard.MAX_TEXT]  # the output, not the command: a head is enough
+        body["response_len"] = len(response_text)
+        body["peer_pid"] = peer_pid
+        if payload.get("tool_name") == "update_plan":  # codex's own plan tool
+            self._record_plans(payload, [lean.dumps(payload.get("tool_input"))], "update_plan")
+        self._update_spend(payload)
+        body["plan_hash"] = self._plan_hash
+        self._record("tool_call", body, self._prompt_hash)
+        self._check_budget(payload)
+
+    def _user_prompt(self, payload: dict[str, Any], peer_pid: int) -> None:
+        prompt = payload.get("prompt") or ""
+        digest = guard.digest(prompt)
+        with self._lock:
+            self._prompt_hash = digest
+            self._prompt_hashes.append(digest)
+        self._record("lifecycle", {"event": guard.PROMPT, "prompt_sha256": digest, "chars": len(prompt),
+                                   "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id"),
+                                   "peer_pid": peer_pid}, digest)
+        self._persist()
+
+    def _lifecycle(self, event: str, payload: dict[str, Any], peer_pid: int) -> None:
+        message = payload.get("last_assistant_message")
+        if event == guard.STOP and message:
+            self._record_plans(payload, guard.plan_blocks(message), "fenced_json")
+        if event == guard.STOP:
+            self._update_spend(payload)
+        body = {"event": event, "thread_id": payload.get("session_id"), "model": payload.get("model"),
+                "cwd": payload.get("cwd"), "source": payload.get("source"), "spent_usd": self.spent_usd,
+                "peer_pid": peer_pid}
+        self._record("lifecycle", body, self._prompt_hash)
+        if event == guard.START:
+            self.session_started.set()
+        if event == guard.STOP:
+            self._check_budget(payload)
+            self._persist()
+
+    def _record_plans(self, payload: dict[str, Any], plans: list[str], source: str) -> None:
+        """Plan attestation: each plan's SHA-256 goes to the ledger and onto every later receipt."""
+        if not plans:
+            return
+        digests = [guard.digest(plan) for plan in plans]
+        with self._lock:
+            self._plan_hash = digests[-1]
+            self._plan_hashes.extend(digests)
+        for digest in digests:
+            self._record("lifecycle", {"event": "plan", "source": source, "plan_sha256": digest,
+                                       "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id")},
+                         self._prompt_hash)
+        self._persist()
+
+    # --- spend ------------------------------------------------------------------------------------
+
+    def _open_rollout(self, path: Any) -> int | None:
+        """An fd on the rollout, only if it really is a regular file under CODEX_HOME/sessions."""
+        if not isinstance(path, str) or not path or len(path) > 4096 or "\0" in path:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block us
+        except OSError:
+            return None
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")  # what was opened, after every symlink
+            if stat.S_ISREG(os.fstat(fd).st_mode) and real.startswith(self.rollouts_root + os.sep):
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    def _price(self, model: Any) -> Any:
+        key = model if isinstance(model, str) else None
+        if key not in self._prices:
+            self._prices[key] = guard.price_for(self.policy, key)
+        return self._prices[key]
+
+    def _update_spend(self, payload: dict[str, Any]) -> None:
+        """Price the token_usage_record lines added to the rollout since the last look."""
+        fd = self._open_rollout(payload.get("transcript_path"))
+        if fd is None:
+            return
+        try:
+            info = os.fstat(fd)
+            key = f"{info.st_dev}:{info.st_ino}"
+            price = self._price(payload.get("model"))
+            with self._lock:
+                if key not in self._offsets and len(self._offsets) >= MAX_TRANSCRIPTS:
+                    return
+                offset = self._offsets.get(key, 0)
+                if info.st_size < offset:  # replaced or truncated: count it again (never less)
+                    offset = 0
+                chunk = os.pread(fd, min(info.st_size - offset, MAX_READ_PER_CALL), offset) \
+                    if info.st_size > offset else b""
+                whole = chunk[:chunk.rfind(b"\n") + 1]
+                if not whole:
+                    return
+                self._spent += guard.rollout_cost(whole, price)
+                self._offsets[key] = offset + len(whole)
+        finally:
+            os.close(fd)
+        self._persist()
+
+    def _check_budget(self, payload: dict[str, Any]) -> str | None:
+        """The deny reason once spend reached the budget; records one budget_stop the first time."""
+        budget = self.policy.get("budget_usd")
+        with self._lock:
+            if budget is None or self._spent < Decimal(str(budget)):
+                return None
+            first, self._budget_stopped = not self._budget_stopped, True
+            spent = self._spent
+        if first:
+            self._record("budget_stop", {"spent_usd": float(spent), "budget_usd": budget,
+                                         "event": payload.get("hook_event_name"),
+                                         "tool_name": payload.get("tool_name")}, self._prompt_hash)
+            self._persist()
+        return f"ao budget reached: spent ${spent:.4f} of ${float(budget):.4f}; no further tool calls"
+
+    # --- approvals --------------------------------------------------------------------------------
+
+    def _wait_for_approval(self, payload: dict[str, Any], rule: dict[str, str], text: str, end: float,
+                           peer_pid: int) -> tuple[bool, str]:
+        home = str(self.ao_home)
+        timeout = min(float(self.policy.get("approval_timeout_s") or 300), end - time.monotonic())
+        if timeout <= 0:
+            return False, f"no time left before the hook deadline to ask for approval ({rule['reason']})"
+        record = guard.approval_record(self.session, payload, rule, text, timeout)
+        approval_id = record["id"]
+        with self._lock:
+            if len(self._pending) >= MAX_PENDING_APPROVALS:
+                return False, f"{len(self._pending)} approvals are already waiting; ask again later ({rule['reason']})"
+            self._pending.add(approval_id)
+        try:
+            guard.write_approval(home, record)
+            self._record("approval", {"id": approval_id, "status": "pending", "reason": rule["reason"],
+                                      "tool_name": payload.get("tool_name"), "command": text,
+                                      "approval_command_sha256": record["command_sha256"],
+                                      "peer_pid": peer_pid}, self._prompt_hash)
+            limit = time.monotonic() + timeout
+            while True:
+                current = self._read_own_approval(approval_id, record)
+                if current is not None and current.get("status") in ("approved", "denied", "expired"):
+                    break
+                if current is None:  # altered or replaced: no approval can be trusted from it
+                    current = {**record, "status": "denied", "decided_by": "guard",
+                               "decision_reason": "the approval record was altered or removed"}
+                    break
+                if self._stopping.is_set() or time.monotonic() >= limit:
+                    current = self._expire(record, "the session stopped" if self._stopping.is_set()
+                                           else f"no answer within {timeout:g}s")
+                    break
+                self._stopping.wait(self.poll_s)
+        finally:
+            with self._lock:
+                self._pending.discard(approval_id)
+        self._record("approval", {"id": approval_id, "status": current.get("status"),
+                                  "decided_by": current.get("decided_by"),
+                                  "decision_reason": current.get("decision_reason")}, self._prompt_hash)
+        return guard.approval_outcome(current, rule)
+
+    def _read_own_approval(self, approval_id: str, mine: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            current = guard.read_approval(str(self.ao_home), approval_id)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, guard.GuardError):
+            return mine  # mid-replace or garbled for a moment: still pending, look again
+        same = all(current.get(k) == mine[k] for k in ("id", "session", "command_sha256", "created"))
+        return current if same else None
+
+    def _expire(self, record: dict[str, Any], why: str) -> dict[str, Any]:
+        """Mark our approval expired; the approvals lock is tried briefly, never waited on."""
+        import fcntl
+
+        home = str(self.ao_home)
+        expired = {**record, "status": "expired", "decided_at": time.time(), "decided_by": "guard",
+                   "decision_reason": why}
+        try:
+            with open(os.path.join(guard.approvals_dir(home), ".lock"), "a") as lock:
+                for _ in range(5):
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        time.sleep(0.05)
+                current = self._read_own_approval(record["id"], record)
+                if current is not None and current.get("status") in ("approved", "denied"):
+                    return {**current, "status": "expired", "decision_reason": why}  # too late to count
+                guard.write_json_atomic(guard._approval_path(home, record["id"]), expired)
+        except OSError as exc:
+            print(f"ao guard {self.session}: cannot mark approval {record['id']} expired: {exc}", file=sys.stderr)
+        return expired
+
+    # --- receipts and state (off the decision path) -----------------------------------------------
+
+    def _record(self, kind: str, body: dict[str, Any], prompt_hash: str | None) -> None:
+        self._queue.put((kind, body, prompt_hash))
+
+    def _persist(self) -> None:
+        self._queue.put(("state", None, None))
+
+    def _state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"spent_usd": round(float(self._spent), 9), "spent_usd_exact": str(self._spent),
+                    "budget_stopped": self._budget_stopped, "offsets": dict(self._offsets),
+                    "prompt_hash": self._prompt_hash, "prompt_hashes": list(self._prompt_hashes),
+                    "plan_hash": self._plan_hash, "plan_hashes": list(self._plan_hashes),
+                    "updated": time.time(), "writer": "guard_server"}
+
+    def _restore(self) -> None:
+        """Carry spend and hashes over from the last run of this session (written by this class)."""
+        try:
+            state = guard.read_state(str(self.session_dir))
+        except guard.GuardError as exc:
+            print(f"ao guard {self.session}: ignoring the saved state: {exc}", file=sys.stderr)
+            return
+        try:
+            self._spent = max(Decimal(str(state.get("spent_usd_exact") or state.get("spent_usd") or 0)), Decimal(0))
+        except ArithmeticError:
+            self._spent = Decimal(0)
+        offsets = state.get("offsets")
+        if isinstance(offsets, dict):
+            self._offsets = {k: v for k, v in offsets.items() if isinstance(v, int) and v >= 0}
+        self._budget_stopped = state.get("budget_stopped") is True
+        for name in ("prompt_hash", "plan_hash"):
+            if isinstance(state.get(name), str):
+                setattr(self, f"_{name}", state[name])
+
+    def _write_loop(self) -> None:
+        """Write receipts in order, batched; on failure keep them and retry (PreToolUse denies meanwhile)."""
+        batch: list[tuple[str, Any, str | None]] = []
+        flushes: list[threading.Event] = []
+        done = False
+        while not done or batch or flushes:
+            if not done:
+                item = self._queue.get() if not batch else self._next_nowait()
+                while item is not False:
+                    if item is None:
+                        done = True
+                        break
+                    if item[0] == "state":
+                        self._save_state()
+                    elif item[0] == "flush":
+                        flushes.append(item[1])
+                    else:
+                        batch.append(item)
+                    item = self._next_nowait()
+            if not batch:
+                for waiter in flushes:
+                    waiter.set()
+                flushes = []
+                continue
+            try:
+                if self._ledger is None:
+                    from supervisor.govern import ledger
+
+                    self._ledger = ledger.LedgerWriter(self.session_dir, self.ao_home)
+                self._ledger.append_many(batch)
+                batch = []
+                self.ledger_error = None
+                for waiter in flushes:  # everything queued before the flush request is now written
+                    waiter.set()
+                flushes = []
+            except Exception as exc:
+                self.ledger_error = f"{type(exc).__name__}: {exc}"
+                if done and self._stopping.is_set() and time.monotonic() > self._drain_until:
+                    print(f"ao guard {self.session}: {len(batch)} receipts lost: {self.ledger_error}", file=sys.stderr)
+                    return
+                time.sleep(0.5)
+
+    def _next_nowait(self) -> Any:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return False
+
+    def _save_state(self) -> None:
+        try:
+            guard.write_json_atomic(str(self.session_dir / guard.STATE), self._state())
+        except OSError as exc:  # the copy is a convenience; memory stays authoritative
+            print(f"ao guard {self.session}: cannot save {guard.STATE}: {exc}", file=sys.stderr)
