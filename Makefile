@@ -32,7 +32,7 @@ demo: install system-deps
 	$(AO) doctor --provision > /dev/null || $(AO) doctor
 	$(AO) demo
 
-test: codex
+test: codex lint
 	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 # ruff (pyflakes, style, imports, bugbear) and mypy, both configured in pyproject.toml.

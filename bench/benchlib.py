@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import platform
 import re
+import shutil
 import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CODEX_VERSION = "0.169.0"
@@ -119,7 +120,7 @@ def run_codex_exec(codex: str, base_url: str, workspace: Path, codex_home: Path,
                           timeout=300)
     if done.returncode != 0:
         raise SystemExit(f"seed codex run failed: {done.stderr[-1000:]}")
-    return next(json.loads(l)["thread_id"] for l in done.stdout.splitlines() if '"thread.started"' in l)
+    return next(json.loads(line)["thread_id"] for line in done.stdout.splitlines() if '"thread.started"' in line)
 
 
 class RolloutTemplate:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchlib import CODEX_VERSION, RolloutTemplate, ao_argv, provisioned_codex, run_codex_exec, scratch, timed  # noqa: E402
+
 from supervisor.model import script as script_mod  # noqa: E402
 from supervisor.model.server import ScriptedModel, read_ledger  # noqa: E402
 

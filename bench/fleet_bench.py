@@ -129,8 +129,8 @@ class RunnerSampler(threading.Thread):
 
 def measure(work: Path, agents: int = 50, spawn_workers: int = 1, timeout: float = 600, gate: bool = True,
             log: Any = print) -> dict[str, Any]:
-    from supervisor.sessions.demo import make_sample_repo
     from supervisor.model.server import read_ledger
+    from supervisor.sessions.demo import make_sample_repo
     provisioned_codex()
     ledger = work / "model-ledger.jsonl"
     server = start_gated_model(SCRIPT, ledger)

@@ -27,8 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchlib import (STAMP, RolloutTemplate, ao_argv, ao_env, new_id, provisioned_codex, run_ao, scratch,  # noqa: E402
-                      start_model, stop_model, timed, write_config)
+from benchlib import (  # noqa: E402
+    STAMP,
+    RolloutTemplate,
+    ao_argv,
+    ao_env,
+    new_id,
+    provisioned_codex,
+    run_ao,
+    scratch,
+    start_model,
+    stop_model,
+    timed,
+    write_config,
+)
 
 LIMIT_MS = 150.0
 DAYS = 100
@@ -47,8 +59,8 @@ TOKEN_KEYS = ("input", "cached_input", "output", "reasoning")
 
 def make_seed(work: Path) -> dict[str, Any]:
     """One real headless session: its store record, session dir and rollout."""
-    from supervisor.sessions.demo import make_sample_repo
     from supervisor.model.server import read_ledger
+    from supervisor.sessions.demo import make_sample_repo
     server = start_model(SEED_SCRIPT, work / "seed-ledger.jsonl")
     try:
         config = write_config(work / "seed-config.yaml", server.base_url)
@@ -128,7 +140,7 @@ def insert_sessions(seed: dict[str, Any], ao_home: Path, rollouts: list[tuple[st
             ended = kind not in ("working", "queued")
             swap = {old_session: session, old_thread: thread, old_rollout: str(rollout)}
 
-            def rewrite(text: str) -> str:
+            def rewrite(text: str, swap: dict[str, str] = swap) -> str:
                 for old, new in swap.items():
                     text = text.replace(old, new)
                 return text

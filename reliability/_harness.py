@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CODEX_VERSION = "0.169.0"
@@ -29,7 +30,7 @@ class Fault:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def get(cls, fault_id: str, title: str) -> "Fault":
+    def get(cls, fault_id: str, title: str) -> Fault:
         if fault_id not in RESULTS:
             RESULTS[fault_id] = cls(fault_id, title)
         return RESULTS[fault_id]

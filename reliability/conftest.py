@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
 import pytest
 
 HERE = Path(__file__).resolve().parent

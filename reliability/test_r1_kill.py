@@ -19,9 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-from _harness import (Fault, describe, four, kill_pids, ledger_tokens, make_home, parse_rollout, progress,
-                      rollouts_for_workspace, run_ao, session_processes, start_model, write_config)
+from _harness import (
+    Fault,
+    describe,
+    four,
+    kill_pids,
+    ledger_tokens,
+    make_home,
+    parse_rollout,
+    progress,
+    rollouts_for_workspace,
+    run_ao,
+    session_processes,
+    start_model,
+    write_config,
+)
 
 KILL_TRIALS = int(os.environ.get("R1_TRIALS", "200"))
 KILLS_PER_BATCH = 8
@@ -95,7 +107,7 @@ def guarded(target: Any, trial: dict[str, Any], *args: Any) -> None:
     """Run one trial in a thread; an exception in the harness is a failed trial, never a silent pass."""
     try:
         target(*args, trial)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         trial["problems"].append(f"trial raised {type(exc).__name__}: {exc}")
 
 
@@ -139,7 +151,7 @@ class Fleet:
         self.server.server_close()
 
 
-def run_trial(fleet: Fleet, trial: dict[str, Any]) -> None:  # noqa: C901
+def run_trial(fleet: Fleet, trial: dict[str, Any]) -> None:
     """Spawn, wait the drawn delay, kill the drawn process, wait for the session's processes to end."""
     from supervisor import store
 

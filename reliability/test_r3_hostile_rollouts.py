@@ -392,7 +392,7 @@ def test_r3_file_replaced_mid_read(tmp_path: Path, monkeypatch: Any, rng: Any) -
             versions.append((master, r))
         stop = threading.Event()
 
-        def flip() -> None:
+        def flip(stop: threading.Event = stop, versions: list = versions, flipping=flipping) -> None:
             k = 0
             while not stop.is_set():
                 master, _ = versions[k % 2]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from _harness import Fault, make_home
 
@@ -212,7 +213,7 @@ def test_r4_wrapper_result_unchanged_when_data_dir_is_broken(tmp_path: Path, mon
     try:
         for state, make in cases.items():
             data_dir = make()
-            for n in range(TRIALS_PER_STATE):
+            for _ in range(TRIALS_PER_STATE):
                 argv, stdin = commands(rng)
                 direct = run(argv, stdin, False, data_dir)
                 wrapped = run(argv, stdin, True, data_dir)

@@ -160,7 +160,7 @@ def test_r5_guard_faults_fail_closed(tmp_path: Path, monkeypatch: Any, rng: rand
 def forbidden_variants(rng: random.Random, repo: Path, ao_home: Path, session: str) -> list[tuple[str, str, str]]:
     """(tool, command, why) calls the policy must deny."""
     ws = str(repo)
-    space = lambda: rng.choice([" ", "  ", "\t", " \t "])  # noqa: E731
+    space = lambda: rng.choice([" ", "  ", "\t", " \t "])
     target = rng.choice(["backup/db.dump", "./backup/keep.txt", "backup/new/file.txt", f"{ws}/backup/x",
                          "backup//x", "src/../backup/x", "migrations/001.sql", "./migrations/../migrations/x.sql",
                          '"backup/with space.txt"', "'backup/q.txt'", "back\\up/x"])
@@ -263,9 +263,9 @@ def plant_hooks(rng: random.Random, repo: Path, workspace: Path) -> list[Path]:
 
 
 def test_r5_repo_hooks_are_refused(tmp_path: Path, monkeypatch: Any, rng: random.Random) -> None:
-    from supervisor.sessions.demo import make_sample_repo
     from supervisor.errors import FatalError
     from supervisor.govern import hooks
+    from supervisor.sessions.demo import make_sample_repo
 
     fault = Fault.get("R5c", "repo-supplied hooks: refuse")
     home = make_home(tmp_path / "h", monkeypatch, with_codex=True)
@@ -324,8 +324,8 @@ def test_r5_repo_hooks_are_refused(tmp_path: Path, monkeypatch: Any, rng: random
 # --- tampered bundles ------------------------------------------------------------------------------------------
 
 def test_r5_tampered_bundles_are_detected(tmp_path: Path, monkeypatch: Any, rng: random.Random) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from supervisor import paths
     from supervisor.govern import bundle, ledger

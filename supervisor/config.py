@@ -350,7 +350,8 @@ def review(raw: Any, base: dict[str, Any], file: str) -> list[Refusal]:
                 if str(key).split(".")[0].strip() not in SAFE_OVERRIDES:
                     refuse(overrides, key, f"codex.overrides.{key}",
                            "changes a codex setting outside the model/display allow-list")
-    if "provider" in raw:
+    # a key that restates the user's own value (the documented sample's `provider: null`) changes nothing
+    if "provider" in raw and raw["provider"] != base.get("provider"):
         refuse(raw, "provider", "provider", "sends the agent's traffic and keys to another server")
     agent = raw.get("agent")
     if isinstance(agent, dict):
@@ -361,9 +362,9 @@ def review(raw: Any, base: dict[str, Any], file: str) -> list[Refusal]:
         value = raw["budget_usd"]
         if value is None or value > base["budget_usd"]:
             refuse(raw, "budget_usd", "budget_usd", f"{value!r} raises the budget of {base['budget_usd']!r}")
-    if "pricing" in raw:
+    if raw.get("pricing"):
         refuse(raw, "pricing", "pricing", "changes the prices budgets are counted in")
-    if "policy" in raw:
+    if "policy" in raw and not (raw["policy"] is None and base.get("policy") is None):
         _review_policy(raw, "policy", "policy", refuse)
     projects = raw.get("projects")
     if isinstance(projects, dict):

@@ -7,8 +7,8 @@ line saying where (as pre-commit does). ^C prints one line and exits 130.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 INTERRUPTED_EXIT = 130
 
@@ -65,7 +65,7 @@ def error_handler(passthrough: tuple[type[BaseException], ...] = ()) -> Iterator
         raise SystemExit(INTERRUPTED_EXIT) from None
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001 - a bug: log it, say where, exit non-zero
+    except Exception as exc:
         where = _log_traceback(exc)
         detail = f"; the traceback is in {where}" if where else ""
         sys.stderr.write(f"ao: unexpected error: {type(exc).__name__}: {exc}{detail}\n")

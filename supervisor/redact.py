@@ -68,12 +68,12 @@ def _quoted(value: str) -> str:
     return f"{quote}{MASK}{quote}"  # a quoted value stays quoted, so JSON stays JSON
 
 
-def _mask_assignment(match: "object") -> str:
+def _mask_assignment(match: object) -> str:
     name, sep, value = match.group(1), match.group(2), match.group(3)  # type: ignore[attr-defined]
     return f"{name}{sep}{_quoted(value)}"
 
 
-def _mask_segment(match: "object") -> str:
+def _mask_segment(match: object) -> str:
     p = _compiled
     segment, client = match.group(0), match.group(1)  # type: ignore[attr-defined]
     if client == "sshpass":
@@ -83,7 +83,7 @@ def _mask_segment(match: "object") -> str:
     return p["mysql"].sub(lambda m: f"-p{_quoted(m.group(1))}", segment)
 
 
-def _mask_basic(match: "object") -> str:
+def _mask_basic(match: object) -> str:
     value = match.group(2)  # type: ignore[attr-defined]
     # base64 of "user:password" is mixed case or has digits; "Basic Authentication" is a word
     if value.endswith("=") or any(c.isdigit() for c in value) or any(c.isupper() for c in value[1:]):
@@ -91,7 +91,7 @@ def _mask_basic(match: "object") -> str:
     return match.group(0)  # type: ignore[attr-defined]
 
 
-def _mask_aws_secret(match: "object") -> str:
+def _mask_aws_secret(match: object) -> str:
     value = match.group(0)  # type: ignore[attr-defined]
     if any(c.isupper() for c in value) and any(c.islower() for c in value):
         return MASK

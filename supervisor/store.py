@@ -5,9 +5,10 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError

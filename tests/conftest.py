@@ -4,15 +4,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from supervisor.sessions.demo import make_sample_repo
 from supervisor.launch import codex_bin
 from supervisor.model import script as script_mod
 from supervisor.model.server import ScriptedModel
+from supervisor.sessions.demo import make_sample_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 CODEX_VERSION = "0.169.0"

@@ -16,7 +16,8 @@ from ruamel.yaml import YAML
 
 from supervisor import paths
 from supervisor.errors import FatalError
-from supervisor.govern import bundle, guard, hooks, ledger, policy as policy_mod
+from supervisor.govern import bundle, guard, hooks, ledger
+from supervisor.govern import policy as policy_mod
 from supervisor.govern.guard_server import GuardServer
 from supervisor.launch.command import LaunchSpec, build_overrides, exec_argv
 from supervisor.report import cmd_govern
@@ -76,7 +77,7 @@ def start_codex(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
 def run_codex(*args: Any, **kwargs: Any) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     proc = subprocess.run(codex_argv(*args, **kwargs), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, env=dict(os.environ), timeout=180, cwd=args[2])  # resume runs in cwd
-    return proc, [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    return proc, [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def commands_run(events: list[dict[str, Any]]) -> list[str]:

@@ -23,7 +23,9 @@ def ao_trust(ao, path: Path, cwd: Path | None = None):
     if "No such command 'trust'" not in out.stderr:
         return out
     import subprocess
+
     from click.testing import CliRunner
+
     from supervisor.report.cmd_trust import trust_cmd
     old = os.getcwd()
     os.chdir(cwd or old)
@@ -56,7 +58,7 @@ def test_repo_config_cannot_run_its_own_codex_until_trusted(ao, sample_repo: Pat
 
     trusted = ao_trust(ao, path, cwd=sample_repo)
     assert trusted.returncode == 0, trusted.stderr
-    assert "codex.binary" in trusted.stdout and "policy" in trusted.stdout
+    assert "codex.binary" in trusted.stdout  # `policy: null` restates the user's (no policy): nothing to grant
     allowed = ao("spawn", "--headless", "--json", "hello", cwd=sample_repo)
     assert allowed.returncode == 0, allowed.stderr
     assert marker.exists()  # the user said yes: their choice of binary ran
@@ -94,10 +96,8 @@ REFUSED = [
     ("codex:\n  overrides:\n    mcp_servers.x.command: ./evil\n", "codex.overrides.mcp_servers.x.command", 3),
     ("codex:\n  overrides:\n    shell_environment_policy.inherit: all\n", "codex.overrides.shell_environment_policy", 3),
     ("provider:\n  id: evil\n  base_url: http://evil/v1\n", "provider", 1),
-    ("provider: null\n", "provider", 1),
     ("agent:\n  approval: skip\n", "agent.approval", 2),
     ("agent:\n  sandbox: danger-full-access\n", "agent.sandbox", 2),
-    ("policy: null\n", "policy", 1),
     ("policy: ./weak-policy.yaml\n", "policy", 1),
     ("policy:\n  allow_repo_hooks: true\n", "policy.allow_repo_hooks", 2),
     ("policy:\n  budget_usd: 1000\n", "policy.budget_usd", 2),
@@ -124,6 +124,7 @@ ALLOWED = [
     "policy:\n  forbidden_commands:\n    - {pattern: 'rm -rf', reason: no}\n  mcp:\n    deny: ['*']\n",
     "projects:\n  web:\n    repo: .\n    policy:\n      forbidden_paths: [{glob: secrets/**, reason: no}]\n",
     "budget_usd: 5\n",
+    "provider: null\npricing: {}\npolicy: null\n",  # restating the defaults changes nothing
 ]
 
 
@@ -220,3 +221,21 @@ def test_ao_command_tightens_an_existing_home(ao, tmp_path: Path) -> None:
     home.chmod(0o755)
     ao("status", "--json")
     assert home.stat().st_mode & 0o777 == 0o700
+
+
+def test_nulling_the_users_own_provider_or_policy_is_refused(isolated_home: Path) -> None:
+    user = Path(os.environ["AO_HOME"]) / config.CONFIG_NAME
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text("provider:\n  id: corp\n  base_url: http://127.0.0.1:9/v1\n"
+                    "policy:\n  forbidden_commands:\n    - {pattern: 'rm -rf', reason: no}\n")
+    for text, key in (("provider: null\n", "provider"), ("policy: null\n", "policy")):
+        Path(config.CONFIG_NAME).write_text(text)
+        with pytest.raises(FatalError) as err:
+            config.load()
+        assert f"{config.CONFIG_NAME}:1: {key}" in str(err.value)
+
+
+def test_the_shipped_sample_config_is_accepted_untrusted() -> None:
+    sample = Path(__file__).resolve().parents[1] / config.CONFIG_NAME
+    Path(config.CONFIG_NAME).write_bytes(sample.read_bytes())
+    assert config.load().data["provider"] is None

@@ -67,7 +67,7 @@ def base_path(tmp_path: Path) -> str:
 def template_repo(tmp_path: Path, base_path: str) -> Path:
     repo = tmp_path / "template"
     env = {**os.environ, **GIT_ENV, "PATH": base_path}
-    git = lambda *a: subprocess.run(["git", *a], cwd=repo, env=env, check=True, capture_output=True)  # noqa: E731
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, env=env, check=True, capture_output=True)
     repo.mkdir()
     git("init", "-q", "-b", "main")
     (repo / "README.md").write_text("hello world\n")

@@ -92,7 +92,7 @@ def safety_overrides() -> list[str]:
 
 def _codex_config_problems(config: Path) -> list[str]:
     try:
-        import tomllib
+        import tomllib  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # Python 3.10: a line-based look, erring towards refusing
         text = config.read_text(errors="replace")
         risky = r"(?m)^\s*(\[+\s*(profiles\.[^]]*\.)?hooks\b|(hooks|notify)\s*[.=]|codex_hooks\s*=\s*false)"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 try:
     import _json
-    import _sre
+    import _sre  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - other Python implementations
     _json = _sre = None  # type: ignore[assignment]
 
@@ -33,7 +33,7 @@ class _ScanContext:
     memo: dict[str, str] = {}
 
 
-_scanner = _json.make_scanner(_ScanContext()) if _json else None
+_scanner = _json.make_scanner(_ScanContext()) if _json else None  # type: ignore[arg-type]
 _WHITESPACE = " \t\n\r"
 
 

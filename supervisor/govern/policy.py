@@ -37,7 +37,8 @@ class Policy:
 
 def _line(node: Any, key: Any, fallback: int | None) -> int | None:
     try:
-        return node.lc.key(key)[0] + 1 if isinstance(node, dict) else node.lc.item(key)[0] + 1
+        lines: Any = node.lc  # ruamel's round-trip nodes carry line info; plain dicts raise AttributeError
+        return lines.key(key)[0] + 1 if isinstance(node, dict) else lines.item(key)[0] + 1
     except (AttributeError, KeyError, TypeError, IndexError):
         try:
             return node.lc.line + 1
@@ -128,7 +129,8 @@ def _names(raw: Any, where: str, file: str, line: int | None) -> list[str]:
 
 def parse(raw: Any, file: str, line: int | None = 1, base: Policy | None = None) -> Policy:
     """Validate one policy mapping (round-trip YAML keeps line numbers) and merge it onto `base`."""
-    policy = Policy(**{k: (list(v) if isinstance(v, list) else v) for k, v in vars(base or Policy()).items()})
+    fields: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in vars(base or Policy()).items()}
+    policy = Policy(**fields)
     if raw is None:
         return policy
     if not isinstance(raw, dict):

@@ -224,7 +224,8 @@ def find_bwrap(codex_binary: Path | None) -> Path | None:
     candidates = [Path(_real(codex_binary)).parent.parent / "codex-resources" / "bwrap"] if codex_binary else []
     from supervisor import paths
 
-    candidates += sorted(paths.codex_cache_dir().glob("*/node_modules/@openai/codex-linux-*/vendor/*/codex-resources/bwrap"))
+    shipped = "*/node_modules/@openai/codex-linux-*/vendor/*/codex-resources/bwrap"
+    candidates += sorted(paths.codex_cache_dir().glob(shipped))
     return next((c for c in candidates if os.access(c, os.X_OK)), None)
 
 

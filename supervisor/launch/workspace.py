@@ -4,9 +4,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from supervisor import paths
 from supervisor.errors import FatalError

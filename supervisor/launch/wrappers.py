@@ -10,9 +10,9 @@ import contextlib
 import fcntl
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from supervisor import paths, resources
 from supervisor.errors import FatalError

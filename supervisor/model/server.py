@@ -64,7 +64,8 @@ def plan_reply(script: Script, body: Any, route: str | None) -> tuple[Task, int,
     turn = sum(1 for n in prompts if n > first) if route is None else len(prompts) - 1
     steps = task.steps if turn == 0 or not task.followup else task.followup
     last_prompt = prompts[-1]
-    done = sum(1 for item in items[last_prompt:] if item.get("type") in ("function_call_output", "custom_tool_call_output"))
+    outputs = ("function_call_output", "custom_tool_call_output")
+    done = sum(1 for item in items[last_prompt:] if item.get("type") in outputs)
     if done < len(steps):
         return task, done, steps[done]
     return task, done, Step("say", "Done.", steps[-1].usage)

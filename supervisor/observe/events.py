@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from supervisor import paths
 from supervisor.observe.codex_format import NotRegularFile, open_regular

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import orjson
 
@@ -196,7 +197,7 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
         gone = [p for p in known if roots and p.startswith(tuple(roots)) and p not in present]
         # oldest first (rollout names start with their time), so a response repeated in a fork or
         # resume is always credited to the file that had it first, the same on every run
-        todo = sorted((p for p in wanted if p in present and _changed(known.get(p), stats[p])),
+        todo = sorted((p for p in wanted if p in present and _changed(known.get(p), stats[p])),  # type: ignore[arg-type]
                       key=os.path.basename)
         if todo or gone:
             con.execute("BEGIN IMMEDIATE")
@@ -347,7 +348,8 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     duplicates += _store(con, path, batch, seen, cold, acc)
     if tail.torn:
         # replaced between the stat and the open: nothing was read; size -1 forces a re-read next time
-        st = SimpleNamespace(st_size=-1, st_mtime_ns=st.st_mtime_ns, st_ino=st.st_ino, st_dev=st.st_dev)
+        st = SimpleNamespace(st_size=-1, st_mtime_ns=st.st_mtime_ns,  # type: ignore[assignment]
+                             st_ino=st.st_ino, st_dev=st.st_dev)
         tail.warnings.append(f"{path}: replaced while being read; it is read again on the next run")
     elif tail.read_stat is not None:
         st = tail.read_stat  # describe the file that was actually read, not the path's earlier state

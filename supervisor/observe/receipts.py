@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -55,7 +56,8 @@ def _output_text(output: Any) -> str:
 def _ms_iso(ms: Any) -> str | None:
     if not isinstance(ms, int):
         return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    at = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def receipts_from_lines(lines: Iterable[Any]) -> list[Receipt]:

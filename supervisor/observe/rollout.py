@@ -8,8 +8,9 @@ are read (`codex_format.open_regular`): a FIFO or a device raises `NotRegularFil
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 import orjson
 

@@ -7,9 +7,10 @@ the advance of `info.total_token_usage` over the previous event of the same file
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from supervisor.observe import codex_format as cf
 from supervisor.observe import pricing
@@ -147,7 +148,7 @@ class FileFold:
         last = counted.last or (0, 0, 0, 0)
         self.warnings.append(f"{self.where}: fork of {self.forked_from}, whose rollout was not found; "
                              "its starting total is taken from the first token_count")
-        return tuple(max(c - l, 0) for c, l in zip(counted.total, last))  # type: ignore[return-value]
+        return tuple(max(c - seen, 0) for c, seen in zip(counted.total, last))  # type: ignore[return-value]
 
     def _token_count(self, counted: cf.TokenCount, timestamp: Any) -> ResponseUsage | None:
         current = counted.total

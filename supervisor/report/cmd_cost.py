@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -35,7 +36,8 @@ def parse_timezone(name: str | None) -> dt.tzinfo | None:
         from zoneinfo import ZoneInfo
         return ZoneInfo(name)
     except Exception:
-        raise FatalError(f"unknown --timezone {name!r}; use Z, an offset like +02:00, or a name like Europe/Paris") from None
+        raise FatalError(f"unknown --timezone {name!r}; use Z, an offset like +02:00, "
+                         "or a name like Europe/Paris") from None
 
 
 def parse_date(value: str | None, option: str) -> str | None:
@@ -65,7 +67,8 @@ def bar_chart(rows: list[Mapping[str, Any]], width: int = BAR_WIDTH) -> str:
 @click.option("--since", metavar="YYYY-MM-DD", help="First day to count (inclusive).")
 @click.option("--until", metavar="YYYY-MM-DD", help="Last day to count (inclusive).")
 @click.option("--timezone", "tz_name", metavar="ZONE", help="Timezone for days: Z, +HH:MM or a name (default: local).")
-@click.option("--all", "all_rollouts", is_flag=True, help="Every codex rollout under $CODEX_HOME, not only ao's sessions.")
+@click.option("--all", "all_rollouts", is_flag=True,
+              help="Every codex rollout under $CODEX_HOME, not only ao's sessions.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cost(ctx: click.Context, by: str, since: str | None, until: str | None, tz_name: str | None,

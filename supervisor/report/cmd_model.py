@@ -48,11 +48,11 @@ def serve(script_path: str, host: str, port: int, ledger: str | None, model_name
 @click.pass_context
 def demo(ctx: click.Context, directory: str | None) -> int:
     """Three agents on the built-in scripted model, in parallel worktrees; then status and cost."""
-    from supervisor.sessions.demo import run_demo
     from supervisor.model.server import read_ledger
     from supervisor.observe import pricing
     from supervisor.report.cost_report import build_report
     from supervisor.sessions import query, reconcile
+    from supervisor.sessions.demo import run_demo
     from supervisor.sessions.wait import wait_sessions
 
     cfg = config_of(ctx)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
-from supervisor import config as config_mod, paths, store
+from supervisor import config as config_mod
+from supervisor import paths, store
 from supervisor.errors import FatalError
 from supervisor.launch import runtimes
 from supervisor.records import FAILED_STATUSES
@@ -46,7 +48,8 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
           runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
           policy_file: str | None, unjailed: bool, as_json: bool, prompt: str) -> None:
     """Start a codex agent on PROMPT in its own workspace."""
-    from supervisor.sessions.spawn import SpawnRequest, spawn as do_spawn
+    from supervisor.sessions.spawn import SpawnRequest
+    from supervisor.sessions.spawn import spawn as do_spawn
 
     if repo and workspace:
         raise FatalError("pass either --repo or --workspace, not both")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from supervisor.observe import pricing, usage
 from supervisor.sessions.query import UsageEntry, money

@@ -1,8 +1,8 @@
 """Pure views: rows in, terminal text out. Every free-text cell goes through `printable`."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
-
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # C0 controls (tab too: it shifts columns), DEL, C1 controls (0x9b is a one-byte CSI), and the
 # Unicode line separators and bidi overrides that reorder what the reader sees. Each becomes a
@@ -29,7 +29,8 @@ def status_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 def cost_table(rows: Iterable[Mapping[str, Any]], totals: Mapping[str, Any]) -> str:
     from tabulate import tabulate
-    body = [[printable(r["key"]), printable(",".join(r["models"]) or "-"), f"{r['tokens']['input']:,}", f"{r['tokens']['cached_input']:,}",
+    body = [[printable(r["key"]), printable(",".join(r["models"]) or "-"),
+             f"{r['tokens']['input']:,}", f"{r['tokens']['cached_input']:,}",
              f"{r['tokens']['output']:,}", f"{r['tokens']['reasoning']:,}", f"{r['tokens']['total']:,}",
              f"${r['cost_usd']:.4f}"] for r in rows]
     t = totals["tokens"]

@@ -1,1 +1,4 @@
-"""Sessions: the use cases (spawn, resume, send, kill, rm, wait, query, reconcile); the only room that knows a session's life."""
+"""Sessions: the use cases (spawn, resume, send, kill, rm, wait, query, reconcile).
+
+The only room that knows what a session's life looks like.
+"""

@@ -9,7 +9,8 @@ from pathlib import Path
 from supervisor import paths, store
 from supervisor.config import Config
 from supervisor.errors import FatalError
-from supervisor.launch import processes, runtimes, workspace as ws
+from supervisor.launch import processes, runtimes
+from supervisor.launch import workspace as ws
 from supervisor.records import SessionRecord, Status
 
 

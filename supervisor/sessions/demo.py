@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from supervisor import config as config_mod
 from supervisor.config import Config
 from supervisor.errors import FatalError
-from supervisor.records import SessionRecord
-from supervisor.sessions.spawn import SpawnRequest, spawn
 from supervisor.model import script as script_mod
 from supervisor.model.server import ScriptedModel
+from supervisor.records import SessionRecord
 from supervisor.resources import read_text
+from supervisor.sessions.spawn import SpawnRequest, spawn
 
 DEMO_MODEL = "gpt-5.1-codex"
 TASKS = {

@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from supervisor import paths, store
 from supervisor.errors import FatalError
@@ -67,8 +68,8 @@ def session_entries(records: list[SessionRecord]) -> tuple[list[UsageEntry], lis
         rollout = rollouts[r["session"]]
         file_usage = refreshed.files.get(os.path.abspath(rollout)) if rollout else None
         if file_usage is None:
-            entries.append(UsageEntry(r["session"], project, r.get("model") or "", _bucket_of_epoch(r.get("started_at")),
-                                      _stored_tokens(r)))
+            entries.append(UsageEntry(r["session"], project, r.get("model") or "",
+                                      _bucket_of_epoch(r.get("started_at")), _stored_tokens(r)))
             continue
         for model, bucket, tokens in file_usage.sums:
             entries.append(UsageEntry(r["session"], project, model, bucket, tokens))

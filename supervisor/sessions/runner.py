@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from supervisor import paths, store
 from supervisor.errors import FatalError
 from supervisor.launch import runtimes
-from supervisor.launch.runtimes.base import Changed, Exited, Job, Run, Runtime, Started, codex_home_of
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Runtime, Started, codex_home_of
 from supervisor.locking import file_lock
 from supervisor.records import PR_STATUSES, SessionRecord, Status
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from supervisor import paths, store
 from supervisor.config import Config
 from supervisor.errors import FatalError
-from supervisor.govern import hooks, ledger, policy as gpolicy
-from supervisor.launch import agents_md, codex_bin, command, plan, runtimes, trust, workspace as ws, wrappers
+from supervisor.govern import hooks, ledger
+from supervisor.govern import policy as gpolicy
+from supervisor.launch import agents_md, codex_bin, command, plan, runtimes, trust, wrappers
+from supervisor.launch import workspace as ws
 from supervisor.records import LaunchRecord, SessionRecord, Status
 from supervisor.sessions import runner
 

@@ -7,9 +7,10 @@ runner can be tested with scripted histories as well as with the real codex.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Union
+from typing import Any, ClassVar, Union
 
 from supervisor.errors import FatalError
 from supervisor.launch.command import LaunchSpec
@@ -54,7 +55,7 @@ class Exited:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Report = Union[Started, Changed, Exited]
+Report = Union[Started, Changed, Exited]  # noqa: UP007 - a runtime alias; `|` needs Python 3.10 at runtime
 
 
 class Run(abc.ABC):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from supervisor.launch import command, processes
 from supervisor.launch.command import LaunchSpec

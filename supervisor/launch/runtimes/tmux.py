@@ -7,8 +7,8 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from supervisor import paths
 from supervisor.errors import FatalError
