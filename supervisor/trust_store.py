@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from supervisor import paths
@@ -47,23 +46,23 @@ def is_trusted(path: Path, sha256: str) -> bool:
 
 def record(path: Path, sha256: str) -> str:
     """Trust `path` with exactly this content; returns the hash. Serialised by a lock file."""
-    import fcntl
+    from supervisor.locking import file_lock
 
     home = paths.ensure_private_dir(paths.ao_home())
     try:
-        lock = os.open(home / f".{FILE_NAME}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with file_lock(home / f".{FILE_NAME}.lock"):
+            _record_locked(path, sha256)
     except OSError as exc:
         raise FatalError(f"cannot write {store_path()}: {exc.strerror}; check that {home} is writable") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        configs = _read()
-        configs[_key(path)] = sha256
-        text = json.dumps({"format": FORMAT, "configs": configs}, indent=2, sort_keys=True) + "\n"
-        try:
-            paths.atomic_write(store_path(), text, mode=0o600)
-        except OSError as exc:
-            raise FatalError(f"cannot write {store_path()}: {exc.strerror}; free space or fix permissions "
-                             "and run `ao trust` again") from None
-    finally:
-        os.close(lock)
     return sha256
+
+
+def _record_locked(path: Path, sha256: str) -> None:
+    configs = _read()
+    configs[_key(path)] = sha256
+    text = json.dumps({"format": FORMAT, "configs": configs}, indent=2, sort_keys=True) + "\n"
+    try:
+        paths.atomic_write(store_path(), text, mode=0o600)
+    except OSError as exc:
+        raise FatalError(f"cannot write {store_path()}: {exc.strerror}; free space or fix permissions "
+                         "and run `ao trust` again") from None

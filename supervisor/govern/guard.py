@@ -57,17 +57,11 @@ def read_regular(path: str, limit: int = MAX_FILE) -> bytes:
 
 
 def write_json_atomic(path: str, value: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, lean.dumps(value).encode())
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        os.unlink(tmp)
-        raise
+    from pathlib import Path
+
+    from supervisor import paths
+
+    paths.atomic_write(Path(path), lean.dumps(value), mode=0o600)
 
 
 def load_policy(session_dir: str, session: str) -> dict[str, Any]:
@@ -285,11 +279,10 @@ def resolve_approval(home: str, approval_id: str, status: str, reason: str | Non
 
     The lock only orders `ao approve` against `ao deny`; the guard server never waits for it.
     """
-    import fcntl
+    from supervisor.locking import file_lock
 
     os.makedirs(approvals_dir(home), mode=0o700, exist_ok=True)
-    with open(os.path.join(approvals_dir(home), ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(os.path.join(approvals_dir(home), ".lock")):
         record = read_approval(home, approval_id)
         if record.get("status") == "pending":
             record.update(status=status, decided_at=time.time(), decided_by=by, decision_reason=reason)

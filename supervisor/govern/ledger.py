@@ -16,7 +16,6 @@ ledger truncated or rolled back in place no longer checks out.
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import json
 import math
@@ -29,6 +28,7 @@ from typing import Any
 
 from supervisor import paths
 from supervisor.errors import FatalError
+from supervisor.locking import file_lock
 from supervisor.redact import redact
 
 KINDS = ("tool_call", "wrapper_event", "guard_decision", "approval", "budget_stop", "lifecycle")
@@ -246,12 +246,8 @@ def _entry(seq: int, ts: Any, kind: str, body: Any, prompt_hash: Any, prev: str,
 @contextmanager
 def _locked(session_dir: Path) -> Iterator[None]:
     session_dir.mkdir(parents=True, exist_ok=True)
-    with open(session_dir / "ledger.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(session_dir / "ledger.lock"):
+        yield
 
 
 def _last_line(path: Path) -> bytes | None:
@@ -465,8 +461,7 @@ def ingest_wrapper_events(session_dir: Path) -> int:
     if not source.exists():
         return 0
     cursor_path = session_dir / "events.ledgered"
-    with open(session_dir / ".events.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(session_dir / ".events.lock"):
         try:
             offset = int(cursor_path.read_text() or 0)
         except (FileNotFoundError, ValueError):

@@ -6,12 +6,12 @@ verifier never needs the private key. `$AO_HOME/trusted-keys` lists other keys, 
 """
 from __future__ import annotations
 
-import fcntl
 import re
 from pathlib import Path
 
 from supervisor import paths
 from supervisor.errors import FatalError
+from supervisor.locking import file_lock
 
 TRUST_FILE = "trusted-keys"
 FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{32}")
@@ -80,8 +80,7 @@ def add(fingerprint_text: str, comment: str | None = None, ao_home: Path | None 
     fingerprint = parse_fingerprint(fingerprint_text)
     path = trust_path(ao_home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name("." + TRUST_FILE + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(path.with_name("." + TRUST_FILE + ".lock")):
         if fingerprint in trusted_fingerprints(ao_home):
             return fingerprint, False
         try:

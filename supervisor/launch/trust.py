@@ -5,12 +5,13 @@ applies trust to a worktree's main repository, so ao writes the entries codex it
 """
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import json
 from pathlib import Path
 
 from supervisor import paths
 from supervisor.errors import FatalError
+from supervisor.locking import file_lock
 
 
 def pre_trust(codex_home: Path, dirs: list[str]) -> list[str]:
@@ -18,8 +19,10 @@ def pre_trust(codex_home: Path, dirs: list[str]) -> list[str]:
     config = codex_home / "config.toml"
     try:
         codex_home.mkdir(parents=True, exist_ok=True)
-        with open(codex_home / ".ao-trust.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        locks = paths.ao_home() / "locks"  # not in CODEX_HOME, where a jailed agent could hold it
+        locks.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(str(codex_home.resolve()).encode()).hexdigest()[:16]
+        with file_lock(locks / f"codex-trust-{digest}.lock"):
             text = config.read_text() if config.exists() else ""
             added = [d for d in dirs if f"[projects.{json.dumps(d)}]" not in text]
             if added:

@@ -1,7 +1,6 @@
 """Workspaces: a git worktree per session on its own branch, or an existing directory."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import subprocess
 from collections.abc import Iterator
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from supervisor import paths
 from supervisor.errors import FatalError
+from supervisor.locking import file_lock
 
 
 def _git(args: list[str], cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,8 +36,7 @@ def _repo_lock(root: Path) -> Iterator[None]:
     locks = paths.ao_home() / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    with open(locks / f"worktree-{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with file_lock(locks / f"worktree-{name}.lock"):
         yield
 
 

@@ -7,7 +7,6 @@ ao's files (outdated) from hand-edited ones (modified).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import re
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from supervisor import paths, resources
 from supervisor.errors import FatalError
+from supervisor.locking import file_lock
 
 NAMES = ("ao-metadata-helper.sh", "gh", "git")
 LOCK_NAME = ".ao-wrappers.lock"
@@ -116,12 +116,11 @@ def status(bin_dir: Path | None = None) -> list[FileState]:
 
 @contextlib.contextmanager
 def _locked(bin_dir: Path) -> Iterator[None]:
-    with open(bin_dir / LOCK_NAME, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    """Installs into one bin dir run one at a time; the lock lives where no agent can see it."""
+    locks = paths.ao_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with file_lock(locks / f"wrappers-{hashlib.sha256(str(bin_dir.resolve()).encode()).hexdigest()[:16]}.lock"):
+        yield
 
 
 def install(bin_dir: Path | None = None) -> list[FileState]:
