@@ -18,6 +18,7 @@ from supervisor import paths, store
 from supervisor.errors import FatalError
 from supervisor.govern import anchor, bundle, ledger, trust
 from supervisor.report import cmd_govern
+from supervisor.report.cli import cli
 
 LONG = "echo " + "x" * (ledger.TEXT_LIMIT + 10)
 
@@ -33,7 +34,7 @@ def _session(name: str, count: int = 3, thread_id: str | None = None) -> Path:
 
 
 def _export(session: str, out: Path) -> Path:
-    result = CliRunner().invoke(cmd_govern.receipts_tools, ["export", session, "-o", str(out)])
+    result = CliRunner().invoke(cli, ["receipts", "export", session, "-o", str(out)])
     assert result.exit_code == 0, (result.output, result.exception)
     return out
 
@@ -122,7 +123,7 @@ def test_truncated_ledger_fails_verify_export_and_further_writes(tmp_path):
     assert ledger.check_lines(ledger.raw_lines(sdir), ledger.public_key_raw())[0]  # still a valid chain
     ok, _, reason = ledger.verify_session(sdir)
     assert not ok and "3 lines" in reason and "anchored head is seq 5" in reason
-    result = CliRunner().invoke(cmd_govern.receipts_tools, ["verify", "--session", "ao-cut"])
+    result = CliRunner().invoke(cli, ["receipts", "verify", "--session", "ao-cut"])
     assert result.exit_code == 1 and "seq 5" in result.output
     with pytest.raises(FatalError, match="anchored head is seq 5"):
         bundle.export("ao-cut", tmp_path / "b.jsonl")
@@ -266,19 +267,19 @@ def test_a_bundle_by_another_key_fails_until_trusted(tmp_path, monkeypatch):
     ok, bad, reason = bundle.verify(foreign)
     assert (ok, bad) == (False, 1)
     assert f"ao receipts trust {foreign_fp}" in reason and f"--key {foreign_fp}" in reason
-    result = CliRunner().invoke(cmd_govern.receipts_tools, ["verify", str(foreign)])
+    result = CliRunner().invoke(cli, ["receipts", "verify", str(foreign)])
     assert result.exit_code == 1 and "not trusted" in result.output
-    assert CliRunner().invoke(cmd_govern.receipts_tools, ["verify", str(foreign), "--key", foreign_fp]).exit_code == 0
-    assert CliRunner().invoke(cmd_govern.receipts_tools, ["verify", str(foreign), "--key", _own_fingerprint()]
+    assert CliRunner().invoke(cli, ["receipts", "verify", str(foreign), "--key", foreign_fp]).exit_code == 0
+    assert CliRunner().invoke(cli, ["receipts", "verify", str(foreign), "--key", _own_fingerprint()]
                               ).exit_code == 1  # --key pins the signer
-    result = CliRunner().invoke(cmd_govern.receipts_tools, ["trust", foreign_fp.upper().replace("SHA256:", "sha256:"),
+    result = CliRunner().invoke(cli, ["receipts", "trust", foreign_fp.upper().replace("SHA256:", "sha256:"),
                                                             "--comment", "the CI runner"])
     assert result.exit_code == 0 and f"trusted {foreign_fp}" in result.output, result.output
     assert trust.trust_path().read_text().splitlines()[-1] == f"{foreign_fp} the CI runner"
-    assert "already trusted" in CliRunner().invoke(cmd_govern.receipts_tools, ["trust", foreign_fp]).output
+    assert "already trusted" in CliRunner().invoke(cli, ["receipts", "trust", foreign_fp]).output
     assert bundle.verify(foreign)[0]
-    bad_fp = CliRunner().invoke(cmd_govern.receipts_tools, ["trust", "SHA256:1234"])
-    assert bad_fp.exit_code != 0 and "32 hex digits" in str(bad_fp.exception)
+    bad_fp = CliRunner().invoke(cli, ["receipts", "trust", "SHA256:1234"])
+    assert bad_fp.exit_code != 0 and "32 hex digits" in bad_fp.output
 
 
 def test_verify_needs_only_the_public_key_or_the_trust_file(tmp_path, monkeypatch):
@@ -349,8 +350,8 @@ def test_export_accepts_name_and_thread_id_and_refuses_unknown(tmp_path):
         assert bundle.verify(out)[0] and b'"session":"ao-named"' in out.read_bytes().split(b"\n")[0]
     paths.session_dir("ao-stray").mkdir(parents=True)  # a directory alone is not a session
     for ref in ("ao-stray", "../ao-named", "nope"):
-        result = CliRunner().invoke(cmd_govern.receipts_tools, ["export", ref, "-o", str(tmp_path / "x.jsonl")])
-        assert result.exit_code != 0 and "unknown session" in str(result.exception)
+        result = CliRunner().invoke(cli, ["receipts", "export", ref, "-o", str(tmp_path / "x.jsonl")])
+        assert result.exit_code != 0 and "unknown session" in result.output
     assert not (tmp_path / "x.jsonl").exists()
 
 
@@ -366,12 +367,12 @@ def test_approve_and_deny_print_the_whole_command():
     long_command = "deploy " + " ".join(f"--flag-{n}" for n in range(600))
     digest = hashlib.sha256(long_command.encode()).hexdigest()
     _approval_file("ap-long", command=long_command, command_len=len(long_command), command_sha256=digest)
-    result = CliRunner().invoke(cmd_govern.approve_cmd, ["ap-long"])
+    result = CliRunner().invoke(cli, ["approve", "ap-long"])
     assert result.exit_code == 0, result.output
     assert long_command in result.output and f"{len(long_command)} chars, sha256 {digest}" in result.output
     _approval_file("ap-huge", command=None, command_truncated=True, command_head="deploy --everything",
                    command_len=99999, command_sha256="ab" * 32)
-    result = CliRunner().invoke(cmd_govern.deny_cmd, ["ap-huge"])
+    result = CliRunner().invoke(cli, ["deny", "ap-huge"])
     assert result.exit_code == 0, result.output
     assert "too long to show whole" in result.output and "deploy --everything" in result.output
     assert f"99999 chars, sha256 {'ab' * 32}" in result.output and "None" not in result.output
@@ -426,5 +427,5 @@ def test_real_agent_forgeries_are_labelled_and_rollbacks_refused(codex, scripted
     assert len(ledger.raw_lines(sdir)) == 2  # the denial is gone from the file, the chain still valid
     with pytest.raises(FatalError, match=f"(anchored at|anchored head is) seq {anchored[0]}"):
         cmd_govern.export_receipts("ao-attacked", tmp_path / "cut.jsonl")
-    result = CliRunner().invoke(cmd_govern.receipts_tools, ["verify", "--session", "ao-attacked"])
+    result = CliRunner().invoke(cli, ["receipts", "verify", "--session", "ao-attacked"])
     assert result.exit_code == 1 and "truncated or rolled back" in result.output

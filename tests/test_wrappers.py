@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from supervisor import paths
 from supervisor.launch import wrappers
 from supervisor.observe import events
-from supervisor.report.cmd_wrappers import wrappers as wrappers_cli
+from supervisor.report.cli import cli
 
 SESSION = "ao-test-1"
 FAKE_GH = r"""#!/bin/sh
@@ -445,12 +445,12 @@ def test_install_repairs_removes_extras_and_leaves_others_alone(tmp_path: Path) 
 
 def test_cli_status_and_install(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(wrappers_cli, ["status", "--json"])
+    result = runner.invoke(cli, ["wrappers", "status", "--json"])
     assert result.exit_code == 1
     assert {row["name"]: row["state"] for row in json.loads(result.output)} == dict.fromkeys(wrappers.NAMES, "missing")
-    result = runner.invoke(wrappers_cli, ["install"])
+    result = runner.invoke(cli, ["wrappers", "install"])
     assert result.exit_code == 0 and "wrote" in result.output
-    result = runner.invoke(wrappers_cli, ["status"])
+    result = runner.invoke(cli, ["wrappers", "status"])
     assert result.exit_code == 0 and result.output.count(" ok ") == 3
 
 

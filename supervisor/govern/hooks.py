@@ -74,12 +74,6 @@ def guard_overrides(socket_dir: Path, approval_timeout_s: float = 300, python: s
     return [f"hooks.{event}={toml_value(groups)}" for event, groups in config.items()]
 
 
-def hook_overrides(session: str, ao_home: Path, approval_timeout_s: float = 300,
-                   python: str | None = None) -> list[str]:
-    """Deprecated: `guard_overrides` for the session's socket dir, without the server pid check."""
-    return guard_overrides(Path(ao_home) / "sessions" / session / "guard", approval_timeout_s, python)
-
-
 def safety_overrides() -> list[str]:
     """`-c` pairs ao passes LAST on every codex command line, so no config file can undo them.
 

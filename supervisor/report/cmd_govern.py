@@ -1,7 +1,6 @@
 """`ao approve`, `ao deny` and the receipt tools `ao receipts export|verify|trust`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,8 @@ import click
 from supervisor import paths
 from supervisor.errors import FatalError
 from supervisor.govern import bundle, guard
+from supervisor.report import views
+from supervisor.report.common import print_json
 
 
 def _resolve(approval_id: str, status: str, reason: str | None) -> dict[str, Any]:
@@ -88,7 +89,10 @@ def describe_command(record: dict[str, Any]) -> str:
 def approve_cmd(approval_id: str, as_json: bool) -> None:
     """Let a tool call that waits for approval run."""
     record = approve(approval_id)
-    click.echo(json.dumps(record, indent=2) if as_json else f"approved {approval_id}: {describe_command(record)}")
+    if as_json:
+        print_json(record)
+    else:
+        click.echo(f"approved {approval_id}: {views.printable(describe_command(record))}")
 
 
 @click.command("deny")
@@ -98,7 +102,10 @@ def approve_cmd(approval_id: str, as_json: bool) -> None:
 def deny_cmd(approval_id: str, reason: str | None, as_json: bool) -> None:
     """Block a tool call that waits for approval."""
     record = deny(approval_id, reason)
-    click.echo(json.dumps(record, indent=2) if as_json else f"denied {approval_id}: {describe_command(record)}")
+    if as_json:
+        print_json(record)
+    else:
+        click.echo(f"denied {approval_id}: {views.printable(describe_command(record))}")
 
 
 @click.group("receipts_tools")
@@ -115,7 +122,7 @@ def export_cmd(session: str, out: Path, as_json: bool) -> None:
     """Write SESSION's signed ledger as a self-contained evidence bundle."""
     summary = export_receipts(session, out)
     if as_json:
-        click.echo(json.dumps({"bundle": str(out), "summary": summary}, indent=2))
+        print_json({"bundle": str(out), "summary": summary})
     else:
         click.echo(f"wrote {out}: {summary['entries']} ledger lines, "
                    f"{summary['tool_calls_denied']} denied tool calls")
@@ -127,7 +134,7 @@ def export_cmd(session: str, out: Path, as_json: bool) -> None:
 @click.option("--key", "fingerprint", metavar="FINGERPRINT",
               help="Require this signing key (SHA256:...) instead of the keys trusted here.")
 @click.option("--json", "as_json", is_flag=True, help="Print {ok, first_bad_line, reason} as JSON.")
-def verify_cmd(bundle_path: Path | None, session: str | None, fingerprint: str | None, as_json: bool) -> None:
+def verify_cmd(bundle_path: Path | None, session: str | None, fingerprint: str | None, as_json: bool) -> int:
     """Check a bundle offline (or --session's ledger); exits 1 and names the first bad line if anything was changed.
 
     A bundle verifies only when signed by a trusted key: this installation's public key, one added
@@ -141,13 +148,12 @@ def verify_cmd(bundle_path: Path | None, session: str | None, fingerprint: str |
         assert bundle_path is not None
         ok, bad_line, reason = verify_receipts(bundle_path, fingerprint)
     if as_json:
-        click.echo(json.dumps({"ok": ok, "first_bad_line": bad_line, "reason": reason}))
+        print_json({"ok": ok, "first_bad_line": bad_line, "reason": reason})
     elif ok:
         click.echo(f"OK: {reason}")
     else:
         click.echo(f"FAILED at line {bad_line}: {reason}" if bad_line else f"FAILED: {reason}", err=True)
-    if not ok:
-        raise SystemExit(1)
+    return 0 if ok else 1
 
 
 @receipts_tools.command("trust")

@@ -1,10 +1,11 @@
 """`ao trust PATH`: accept a repository's agent-orchestrator.yaml exactly as it is now."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from supervisor.report.common import print_json
 
 
 @click.command("trust")
@@ -25,8 +26,8 @@ def trust_cmd(path: Path, as_json: bool) -> None:
     sha256, grants = config_mod.trust_with_review(path)
     resolved = str(path.expanduser().resolve())
     if as_json:
-        click.echo(json.dumps({"path": resolved, "sha256": sha256,
-                               "grants": [{"key": g.key, "line": g.line, "why": g.why} for g in grants]}, indent=2))
+        print_json({"path": resolved, "sha256": sha256,
+                    "grants": [{"key": g.key, "line": g.line, "why": g.why} for g in grants]})
         return
     click.echo(f"trusted {resolved} (sha256 {sha256[:16]}…); editing it makes it untrusted again")
     for g in grants:

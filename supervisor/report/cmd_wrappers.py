@@ -1,11 +1,10 @@
 """`ao wrappers status|install`: the git/gh PATH wrappers in ao's bin dir."""
 from __future__ import annotations
 
-import json
-
 import click
 
 from supervisor.launch import wrappers as wrappers_mod
+from supervisor.report.common import print_json
 
 
 @click.group("wrappers")
@@ -15,19 +14,18 @@ def wrappers() -> None:
 
 @wrappers.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of {name, path, state, version, action}.")
-@click.pass_context
-def status_cmd(ctx: click.Context, as_json: bool) -> None:
+def status_cmd(as_json: bool) -> int:
     """Compare the installed wrappers with this version's; exit 1 unless all are ok."""
     states = wrappers_mod.status()
     if as_json:
-        click.echo(json.dumps([s.as_dict() for s in states], indent=2))
+        print_json([s.as_dict() for s in states])
     else:
         from tabulate import tabulate  # lazy: keeps every ao command's start-up lean
         click.echo(tabulate([(s.name, s.state, s.version if s.version is not None else "-", str(s.path))
                              for s in states], headers=("file", "state", "version", "path")))
         if any(s.state != "ok" for s in states):
             click.echo("run `ao wrappers install` to repair", err=True)
-    ctx.exit(0 if all(s.state == "ok" for s in states) else 1)
+    return 0 if all(s.state == "ok" for s in states) else 1
 
 
 @wrappers.command("install")
