@@ -22,7 +22,7 @@ def _worktree(repo: Path, session: str) -> Path:
     return target
 
 
-def test_rm_removes_a_clean_worktree_ao_made(ao, sample_repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rm_removes_a_clean_worktree_ao_made(ao, sample_repo: Path) -> None:
     workspace = _worktree(sample_repo, "ao-test-rm0001")
     session = _ended_session(workspace, sample_repo)
     out = ao("rm", session)
@@ -31,7 +31,7 @@ def test_rm_removes_a_clean_worktree_ao_made(ao, sample_repo: Path) -> None:  # 
     assert (sample_repo / "README.md").exists()
 
 
-def test_rm_refuses_a_workspace_pointed_elsewhere(ao, sample_repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rm_refuses_a_workspace_pointed_elsewhere(ao, sample_repo: Path, tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work\n")
@@ -45,7 +45,7 @@ def test_rm_refuses_a_workspace_pointed_elsewhere(ao, sample_repo: Path, tmp_pat
     assert (precious / "thesis.tex").read_text() == "years of work\n"
 
 
-def test_rm_refuses_a_dir_under_worktrees_that_git_does_not_list(ao, sample_repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rm_refuses_a_dir_under_worktrees_that_git_does_not_list(ao, sample_repo: Path) -> None:
     fake = paths.worktrees_dir() / "ao-test-rm0001"
     fake.mkdir(parents=True)
     (fake / "notes.txt").write_text("not a worktree\n")
@@ -55,7 +55,7 @@ def test_rm_refuses_a_dir_under_worktrees_that_git_does_not_list(ao, sample_repo
     assert (fake / "notes.txt").exists()
 
 
-def test_a_failing_git_status_counts_as_dirty(ao, sample_repo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_git_status_counts_as_dirty(ao, sample_repo: Path) -> None:
     workspace = _worktree(sample_repo, "ao-test-rm0001")
     session = _ended_session(workspace, sample_repo)
     (workspace / "work.txt").write_text("uncommitted\n")

@@ -17,14 +17,14 @@ def _session(status: Status = Status.QUEUED) -> str:
     return "ao-test-err001"
 
 
-def test_a_user_error_is_one_line_with_its_exit_code(ao) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_error_is_one_line_with_its_exit_code(ao) -> None:
     proc = ao("wait", "no-such-session", "--timeout", "1")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["ao: error: unknown session 'no-such-session'; "
                                                 "`ao status` lists the known ones"]
 
 
-def test_a_bug_prints_one_line_and_logs_the_traceback(ao) -> None:  # type: ignore[no-untyped-def]
+def test_a_bug_prints_one_line_and_logs_the_traceback(ao) -> None:
     session = _session()
     with sqlite3.connect(paths.db_path()) as con:  # a record no version of ao writes
         con.execute("UPDATE sessions SET launch = '{not json' WHERE session = ?", (session,))
