@@ -1,7 +1,8 @@
 """The one file-lock helper: an exclusive flock held for a `with` block.
 
-Only ao's own processes take these locks; every lock file lives under `$AO_HOME` or the session's
-codex home, which the jail hides from the agent or makes read-only, so an agent cannot hold one.
+Only ao's own processes take these locks. flock needs only a read-only open, so a lock file an
+agent can merely read is one it can hold: every lock lives under `$AO_HOME` (mostly `locks/`),
+which the jail hides from the agent.
 """
 from __future__ import annotations
 

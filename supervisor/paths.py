@@ -57,6 +57,11 @@ def session_dir(session_id: str) -> Path:
     return sessions_dir() / session_id
 
 
+def locks_dir() -> Path:
+    """Where ao's lock files live: a private dir the jail hides (flock needs only a read-only open)."""
+    return ensure_private_dir(ao_home() / "locks")
+
+
 def worktrees_dir() -> Path:
     return ao_home() / "worktrees"
 

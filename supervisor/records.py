@@ -50,6 +50,7 @@ class LaunchRecord(TypedDict, total=False):
     approval_timeout_s: float
     jail: dict[str, Any] | None
     unjailed: bool
+    warnings: list[str]  # said once by `ao spawn`, kept for `ao status SESSION --json` readers
 
 
 class SessionRecord(TypedDict):

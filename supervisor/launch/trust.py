@@ -19,8 +19,7 @@ def pre_trust(codex_home: Path, dirs: list[str]) -> list[str]:
     config = codex_home / "config.toml"
     try:
         codex_home.mkdir(parents=True, exist_ok=True)
-        locks = paths.ao_home() / "locks"  # not in CODEX_HOME, where a jailed agent could hold it
-        locks.mkdir(parents=True, exist_ok=True)
+        locks = paths.locks_dir()  # not in CODEX_HOME, where a jailed agent could hold it
         digest = hashlib.sha256(str(codex_home.resolve()).encode()).hexdigest()[:16]
         with file_lock(locks / f"codex-trust-{digest}.lock"):
             text = config.read_text() if config.exists() else ""

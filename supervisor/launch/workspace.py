@@ -33,8 +33,7 @@ def repo_root(path: Path) -> Path:
 
 @contextmanager
 def _repo_lock(root: Path) -> Iterator[None]:
-    locks = paths.ao_home() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    locks = paths.locks_dir()
     name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     with file_lock(locks / f"worktree-{name}.lock"):
         yield

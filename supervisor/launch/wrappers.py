@@ -117,8 +117,7 @@ def status(bin_dir: Path | None = None) -> list[FileState]:
 @contextlib.contextmanager
 def _locked(bin_dir: Path) -> Iterator[None]:
     """Installs into one bin dir run one at a time; the lock lives where no agent can see it."""
-    locks = paths.ao_home() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    locks = paths.locks_dir()
     with file_lock(locks / f"wrappers-{hashlib.sha256(str(bin_dir.resolve()).encode()).hexdigest()[:16]}.lock"):
         yield
 

@@ -58,6 +58,8 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
                        runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
                        overrides=list(overrides), name=name, policy_file=policy_file, unjailed=unjailed)
     record = do_spawn(cfg, req)
+    for warning in record["launch"].get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json({"session": record["session"], "workspace": record["workspace"],
                     "thread_id": record["thread_id"], "status": record["status"], "branch": record["branch"]})

@@ -147,9 +147,9 @@ def run(session: str) -> int:
     from supervisor.govern.guard_server import GuardServer
     from supervisor.launch import plan
 
+    os.umask(0o077)  # what codex and the agent create (rollouts, state dbs, new files) is the user's alone
     record = store.get(session)
-    sdir = paths.session_dir(session)
-    sdir.mkdir(parents=True, exist_ok=True)
+    sdir = paths.ensure_private_dir(paths.session_dir(session))
     if record["status"] == Status.QUEUED:
         wait_for_slot(session, int(record["launch"].get("max_concurrent") or 1))
     record = store.get(session)

@@ -88,6 +88,20 @@ def govern(cfg: Config, session: str, workspace: str, model: str, project: str |
     return pol
 
 
+def sandbox_warnings(approval: str, sandbox: str, codex_home: Path) -> list[str]:
+    """What will go wrong with codex's own sandbox here, said before the agent starts."""
+    import shutil
+
+    if approval == "skip" or sandbox == "danger-full-access" or not shutil.which("bwrap"):
+        return []
+    real = os.path.realpath(codex_home)
+    if real != "/tmp" and not real.startswith("/tmp/"):
+        return []
+    return [f"CODEX_HOME {codex_home} is under /tmp, where codex will not create its sandbox helper; with "
+            f"approval {approval} every command codex runs in its {sandbox} sandbox will fail. "
+            "Use a CODEX_HOME outside /tmp, or approval skip (ao's jail still applies)."]
+
+
 def write_prompt(session: str, prompt: str) -> str:
     """The prompt as a 0600 file codex reads on stdin; argv is readable by every local user."""
     path = paths.session_dir(session) / "prompt.txt"
@@ -129,6 +143,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
             "spec": dataclasses.asdict(spec), "resume_thread": resume_thread,
             "prompt": None if prompt_file else prompt, "prompt_file": prompt_file,
             "jail": jail_plan, "unjailed": unjailed, "approval_timeout_s": pol.approval_timeout_s,
+            "warnings": sandbox_warnings(approval, spec.sandbox, codex_home),
             "policy_file": policy_file,
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
 

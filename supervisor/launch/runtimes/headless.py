@@ -11,6 +11,7 @@ from supervisor.launch import command, processes
 from supervisor.launch.command import LaunchSpec
 from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started
 from supervisor.records import SessionRecord
+from supervisor.redact import redact_text
 
 # codex's start-up chatter on stderr is not an error
 _STDERR_NOISE = ("Reading additional input from stdin", "WARNING: proceeding, even though")
@@ -62,7 +63,8 @@ class HeadlessRun(Run):
         assert self.child.stdout is not None
         with self._events_out:
             for line in self.child.stdout:
-                self._events_out.write(line)
+                # tool output reaches exec.jsonl: store it redacted, fold the original
+                self._events_out.write(redact_text(line.decode("utf-8", "replace")).encode())
                 self._events_out.flush()
                 calls = fold.tool_calls
                 changes = fold.feed(line)
