@@ -2,7 +2,9 @@
 
 Starts the session's GuardServer (as the runner does) and runs the exact command codex runs
 (`/bin/bash -c <hook client command>`, payload on stdin) with a policy that has command, path and
-budget rules, so every check on the decision path is exercised.
+budget rules, so every check on the decision path is exercised. As codex does, each run's call is
+written to the session's rollout (pinned by a SessionStart) before its PreToolUse, so the
+provenance check confirms it; the decision recorded last must say `provenance: rollout`.
 Usage: python bench/guard_bench.py [RUNS]   (default 200; PASS when the median is at most 30 ms)
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,11 +38,12 @@ budget_usd: 5
 """
 
 
-def timed(argv: list[str], payload: bytes, runs: int) -> list[float]:
+def timed(argv: list[str], payload: bytes | Callable[[], bytes], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
+        data = payload() if callable(payload) else payload  # outside the clock: codex's own write
         start = time.perf_counter()
-        proc = subprocess.run(argv, input=payload, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.run(argv, input=data, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         times.append((time.perf_counter() - start) * 1000)
         if proc.returncode not in (0, 2):
             raise SystemExit(f"{argv[:3]} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
@@ -63,38 +67,54 @@ def measure(runs: int = 200) -> dict:
         compiled = policy_mod.compile_policy(policy_mod.parse(YAML().load(POLICY), "bench-policy.yaml"),
                                              session, workspace, "gpt-5.1-codex", ao_home=home)
         policy_mod.write_compiled(compiled, sdir)
-        rollout = codex_home / "sessions" / "rollout.jsonl"  # a transcript with usage, read incrementally
+        thread, command = "01a23c59-0000-7000-8000-00000000be0c", "cd src && rm -f build.log > out.txt 2>&1"
+        rollout = codex_home / "sessions" / f"rollout-{thread}.jsonl"  # read incrementally, as codex writes it
         rollout.parent.mkdir(parents=True)
-        rollout.write_text(json.dumps({"type": "token_usage_record", "payload": {"usage": {
-            "input_tokens": 1000, "cached_input_tokens": 0, "output_tokens": 50}}}) + "\n")
-        payload = json.dumps({
-            "session_id": "t", "turn_id": "u", "transcript_path": str(rollout), "cwd": str(workspace),
-            "hook_event_name": "PreToolUse", "model": "gpt-5.1-codex", "permission_mode": "bypassPermissions",
-            "tool_name": "Bash", "tool_input": {"command": "cd src && rm -f build.log > out.txt 2>&1"},
-            "tool_use_id": "call_1"}).encode()
+        rollout.write_text(json.dumps({"type": "session_meta", "payload": {"id": thread, "base_instructions":
+                                                                           "x" * 20000}}) + "\n"
+                           + json.dumps({"type": "token_usage_record", "payload": {"usage": {
+                               "input_tokens": 1000, "cached_input_tokens": 0, "output_tokens": 50}}}) + "\n")
+        calls = iter(range(1, 1 << 30))
+
+        def payload() -> bytes:
+            """The next call: written to the rollout (as codex does before the hook), then its hook payload."""
+            call_id = f"call_{next(calls)}"
+            with open(rollout, "a") as fh:
+                fh.write(json.dumps({"type": "response_item", "payload": {
+                    "type": "function_call", "name": "exec_command", "arguments": json.dumps({"cmd": command}),
+                    "call_id": call_id}}, separators=(",", ":")) + "\n")
+            return json.dumps({
+                "session_id": thread, "turn_id": "u", "transcript_path": str(rollout), "cwd": str(workspace),
+                "hook_event_name": "PreToolUse", "model": "gpt-5.1-codex", "permission_mode": "bypassPermissions",
+                "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": call_id}).encode()
+
         server = GuardServer(session, home, sdir, codex_home=codex_home)
         sock = server.start()
+        server.handle(b"AOG1 SessionStart 5000\n" + json.dumps({"session_id": thread, "source": "startup",
+                                                                "transcript_path": str(rollout)}).encode())
         try:
             hook = hooks.client_command("PreToolUse", sock.parent, 20, server_pid=os.getpid())
             env_py = sys.executable
-            cases = [
-                (FLOOR, [env_py, "-c", "pass"]),
-                (BASE, [env_py, "-S", "-c", "pass"]),
-                ("floor: python -I -S -c pass", [env_py, "-I", "-S", "-c", "pass"]),
-                (STDLIB, [env_py, "-I", "-S", "-c", "import json, re"]),
-                (GUARD, ["/bin/bash", "-c", hook]),
+            cases: list[tuple[str, list[str], bytes | Callable[[], bytes]]] = [
+                (FLOOR, [env_py, "-c", "pass"], b"{}"),
+                (BASE, [env_py, "-S", "-c", "pass"], b"{}"),
+                ("floor: python -I -S -c pass", [env_py, "-I", "-S", "-c", "pass"], b"{}"),
+                (STDLIB, [env_py, "-I", "-S", "-c", "import json, re"], b"{}"),
+                (GUARD, ["/bin/bash", "-c", hook], payload),
             ]
-            for _, argv in cases:  # warm the page cache and the .pyc files
-                timed(argv, payload, 3)
+            for _, argv, data in cases:  # warm the page cache and the .pyc files
+                timed(argv, data, 3)
             # round robin, so a busy machine slows every case alike instead of whichever ran last
-            results: dict[str, list[float]] = {name: [] for name, _ in cases}
+            results: dict[str, list[float]] = {name: [] for name, _, _ in cases}
             for _ in range(runs):
-                for name, argv in cases:
-                    results[name] += timed(argv, payload, 1)
+                for name, argv, data in cases:
+                    results[name] += timed(argv, data, 1)
         finally:
             server.stop()
-        decisions = [e["body"]["decision"] for e in ledger.read(sdir) if e["kind"] == "guard_decision"]
-        decision = decisions[-1] if decisions else "none recorded"
+        decisions = [e["body"] for e in ledger.read(sdir) if e["kind"] == "guard_decision"]
+        decision = (f"{decisions[-1]['decision']}, provenance {decisions[-1].get('provenance')}, "
+                    f"{sum(d.get('provenance') == 'rollout' for d in decisions)}/{len(decisions)} confirmed"
+                    if decisions else "none recorded")
     return {"runs": runs, "times": results, "decision": decision,
             "guard_ms": statistics.median(results[GUARD]), "floor_ms": statistics.median(results[FLOOR]),
             "stdlib_ms": statistics.median(results[STDLIB]), "base_ms": statistics.median(results[BASE])}

@@ -429,3 +429,29 @@ def test_real_agent_forgeries_are_labelled_and_rollbacks_refused(codex, scripted
         cmd_govern.export_receipts("ao-attacked", tmp_path / "cut.jsonl")
     result = CliRunner().invoke(cli, ["receipts", "verify", "--session", "ao-attacked"])
     assert result.exit_code == 1 and "truncated or rolled back" in result.output
+
+
+def test_unconfirmed_hook_requests_are_counted_apart_and_named_by_verify(tmp_path):
+    sdir = _session("ao-unconfirmed", 0)
+    writer = ledger.LedgerWriter(sdir)
+    writer.append("guard_decision", {"decision": "allow", "command": "ls", "provenance": "rollout"})
+    writer.append("tool_call", {"command": "ls", "provenance": "rollout"})
+    writer.append("guard_decision", {"decision": "deny", "command": "old", "rule": "forbidden_commands[0]"})
+    # what the guard records for a request codex's rollout does not list (the agent's, or a replay)
+    forged = {"command": "touch x", "provenance": "unconfirmed", "provenance_reason": "not in the rollout",
+              "thread_id": "x"}
+    writer.append("guard_decision", {**forged, "decision": "allow"})
+    writer.append("tool_call", ledger.as_claim(forged, "guard_socket"))
+    writer.append("tool_call", {"command": "echo provenance unconfirmed"})  # the words in a command count for nothing
+    summary = bundle.summarize(ledger.read(sdir), "ao-unconfirmed")
+    assert (summary["tool_calls_allowed"], summary["tool_calls_denied"]) == (1, 1)  # the pre-provenance denial counts
+    assert (summary["tool_calls"], summary["unconfirmed_requests"], summary["claims"]) == (2, 2, 1)
+    assert "x" not in summary["thread_ids"]
+    out = _export("ao-unconfirmed", tmp_path / "bundle.jsonl")
+    ok, _, reason = bundle.verify(out)
+    assert ok and "2 hook requests not confirmed by codex's rollout" in reason
+    result = CliRunner().invoke(cli, ["receipts", "verify", "--session", "ao-unconfirmed"])
+    assert result.exit_code == 0 and "2 hook requests not confirmed" in result.output
+    clean = _session("ao-confirmed", 1)
+    assert "not confirmed" not in bundle.verify(_export("ao-confirmed", tmp_path / "clean.jsonl"))[2]
+    assert "not confirmed" not in ledger.verify_session(clean)[2]

@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 
 from supervisor import paths
 from supervisor.errors import FatalError
-from supervisor.govern import guard, hooks, ledger
+from supervisor.govern import guard, hooks, ledger, provenance
 from supervisor.govern import policy as policy_mod
 from supervisor.govern.guard_server import SOCKET_NAME, GuardServer
 from supervisor.launch.command import LaunchSpec, build_overrides, exec_argv
@@ -300,7 +300,8 @@ def test_hostile_client_cannot_approve_over_the_socket(guard_server, workspace):
             conn.sendall(attempt)
             conn.shutdown(socket.SHUT_WR)
             answers.append(conn.recv(4096).split(b"\n")[0])
-    assert answers == [b"error", b"error", b"error", b"allow", b"ok"]  # a harmless call is just a call
+    # a payload naming no tool is not one the rules can read: denied, and it approves nothing
+    assert answers == [b"error", b"error", b"error", b"deny", b"ok"]
     assert cmd_govern.pending("ao-hostile")[0]["id"] == request["id"]
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "expired" in err
@@ -551,3 +552,165 @@ def test_flush_waits_for_receipts_queued_before_it(guard_server, workspace):
         assert sum(e["kind"] == "guard_decision" for e in ledger.read(server.session_dir, seal_first=False)) == n
     assert server.flush(5)  # nothing queued: returns at once
     assert len([e for e in ledger.read(server.session_dir) if e["kind"] == "guard_decision"]) == 3
+
+
+# --- provenance: a request is codex's only if codex's rollout lists the call ------------------------
+
+THREAD = "01a23c59-0000-7000-8000-000000000001"
+
+
+def _rollout_file(thread: str = THREAD, name: str = "rollout-2026-01-01T00-00-00") -> Path:
+    rollout = paths.codex_home() / "sessions" / "2026" / "01" / "01" / f"{name}-{thread}.jsonl"
+    rollout.parent.mkdir(parents=True, exist_ok=True)
+    rollout.write_text(json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", "ordinal": 0, "type": "session_meta",
+                                   "payload": {"id": thread, "cwd": "/w", "base_instructions": "x" * 20000}}) + "\n")
+    return rollout
+
+
+def _codex_call(rollout: Path, call_id: str, command: str) -> None:
+    """A tool call as codex 0.169.0 writes it before running the PreToolUse hook (measured)."""
+    with open(rollout, "a") as fh:
+        fh.write(json.dumps({"timestamp": "2026-01-01T00:00:01.000Z", "ordinal": 9, "type": "response_item",
+                             "payload": {"type": "function_call", "name": "exec_command",
+                                         "arguments": json.dumps({"cmd": command}), "call_id": call_id}},
+                            separators=(",", ":")) + "\n")
+
+
+def _send(server: GuardServer, event: str, payload: dict[str, Any]) -> tuple[str, str]:
+    return server.handle(f"AOG1 {event} 5000\n".encode() + json.dumps({**payload, "hook_event_name": event}).encode())
+
+
+def _hook(workspace: Path, rollout: Path, call_id: str, command: str, thread: str = THREAD) -> dict[str, Any]:
+    return bash(workspace, command, session_id=thread, transcript_path=str(rollout), tool_use_id=call_id,
+                turn_id="t1", tool_response="done")
+
+
+def _start(server: GuardServer, rollout: Path, thread: str = THREAD) -> tuple[str, str]:
+    return _send(server, "SessionStart", {"session_id": thread, "transcript_path": str(rollout), "source": "startup"})
+
+
+def test_provenance_confirmed_unconfirmed_and_replayed(guard_server, workspace):
+    from supervisor.govern import bundle
+
+    server = guard_server("ao-prov")
+    rollout = _rollout_file()
+    assert _start(server, rollout) == ("ok", "")
+    assert server.pinned_thread == THREAD
+    _codex_call(rollout, "call_real", "ls -la")
+    _codex_call(rollout, "call_other", "echo hi")
+    real = _hook(workspace, rollout, "call_real", "ls -la")
+    assert _send(server, "PreToolUse", real)[0] == "allow"
+    assert _send(server, "PostToolUse", real)[0] == "ok"
+    started = time.monotonic()
+    forged = [
+        _hook(workspace, rollout, "call_forged", "echo never-ran"),             # not in the rollout
+        _hook(workspace, rollout, "call_other", "echo other"),                 # a real id, another command
+        _hook(workspace, rollout, "call_real", "ls -la"),                       # a replay of a confirmed call
+        _hook(workspace, rollout, "call_x", "ls", thread="someone-else"),       # another thread
+        {**_hook(workspace, rollout, "call_other", "echo hi"), "transcript_path": str(_rollout_file("t2"))},
+    ]
+    for payload in forged:
+        assert _send(server, "PreToolUse", payload)[0] == "allow"  # the guard still decides; nothing runs
+        assert _send(server, "PostToolUse", payload)[0] == "ok"
+    assert time.monotonic() - started < 2 * provenance.CONFIRM_WAIT_S + 1  # only an unknown id waits, briefly
+    decisions = receipts(server)
+    calls = [e["body"] for e in ledger.read(server.session_dir) if e["kind"] == "tool_call"]
+    assert [d["provenance"] for d in decisions] == ["rollout"] + ["unconfirmed"] * 5
+    reasons = [d["provenance_reason"] for d in decisions[1:]]
+    assert "is not in the session's rollout" in reasons[0] and "different command" in reasons[1]
+    assert "repeats" in reasons[2] and "not the session's thread" in reasons[3] and "transcript_path" in reasons[4]
+    assert [c["provenance"] for c in calls] == ["rollout"] + ["unconfirmed"] * 5
+    assert not ledger.is_claim(calls[0]) and all(ledger.is_claim(c) and c["source"] == "guard_socket"
+                                                 for c in calls[1:])
+    assert all(isinstance(d["peer_pid"], int) for d in decisions + calls)
+    summary = bundle.summarize(ledger.read(server.session_dir), "ao-prov")
+    assert (summary["tool_calls_allowed"], summary["tool_calls"], summary["unconfirmed_requests"]) == (1, 1, 10)
+
+
+def test_provenance_waits_briefly_for_a_call_codex_writes_late(guard_server, workspace):
+    server = guard_server("ao-prov-late")
+    rollout = _rollout_file()
+    _start(server, rollout)
+    timer = threading.Timer(0.1, _codex_call, (rollout, "call_late", "ls"))
+    timer.start()
+    assert _send(server, "PreToolUse", _hook(workspace, rollout, "call_late", "ls"))[0] == "allow"
+    timer.join()
+    assert receipts(server)[-1]["provenance"] == "rollout"
+
+
+def test_a_forged_session_start_pins_nothing_the_runner_can_repin(guard_server, workspace, tmp_path):
+    server = guard_server("ao-prov-pin")
+    genuine = _rollout_file()
+    outside = tmp_path / f"rollout-{THREAD}.jsonl"
+    outside.write_text(genuine.read_text())
+    liar = _rollout_file("t-liar", "rollout-2026-01-01T00-00-01")
+    # not under CODEX_HOME/sessions, or its session_meta names another thread: no pin
+    assert _start(server, outside)[0] == "ok" and server.pinned_thread is None
+    assert _send(server, "SessionStart", {"session_id": THREAD, "transcript_path": str(liar)})[0] == "ok"
+    assert server.pinned_thread is None
+    # the agent won the race with a well-formed rollout of its own: it pins first ...
+    assert _start(server, liar, "t-liar")[0] == "ok" and server.pinned_thread == "t-liar"
+    assert _start(server, genuine)[0] == "ok" and server.pinned_thread == "t-liar"
+    _codex_call(genuine, "call_1", "ls")
+    _send(server, "PreToolUse", _hook(workspace, genuine, "call_1", "ls"))
+    # ... until the runner names the thread codex reported on its own output
+    server.expect_thread(THREAD)
+    assert server.pinned_thread == THREAD
+    _codex_call(genuine, "call_2", "ls")
+    _send(server, "PreToolUse", _hook(workspace, genuine, "call_2", "ls"))
+    starts = [e["body"] for e in ledger.read(server.session_dir, seal_first=False)] if server.flush(5) else []
+    assert [s.get("provenance") for s in starts if s.get("event") == "SessionStart"] == [
+        "unconfirmed", "unconfirmed", "rollout", "unconfirmed"]
+    assert any(s.get("event") == "thread_unpinned" and s["thread_id"] == "t-liar" for s in starts)
+    assert [d["provenance"] for d in receipts(server)] == ["unconfirmed", "rollout"]
+
+
+@pytest.mark.codex
+def test_real_codex_calls_are_confirmed_and_a_forgery_is_not(codex, scripted_model, workspace, guard_server):
+    """Measured on codex 0.169.0: the function_call is in the rollout when PreToolUse runs."""
+    server = guard_server("ao-prov-e2e", "forbidden_paths: []\n")
+    model = scripted_model("tasks:\n  t:\n    steps:\n      - run: echo one > one.txt\n"
+                           "      - run: echo two\n      - say: done\n")
+    proc, events, _ = run_codex(codex_argv(codex, model, workspace, server, "[ao-task:t] go"), server)
+    assert proc.returncode == 0, proc.stderr
+    thread = next(e["thread_id"] for e in events if e.get("type") == "thread.started")
+    assert server.pinned_thread == thread
+    assert server.flush(5)
+    genuine = [e["body"] for e in ledger.read(server.session_dir, seal_first=False) if e["kind"] == "tool_call"]
+    assert server._pin is not None
+    rollout = server._pin.path  # the agent can find both: its own rollout is in CODEX_HOME/sessions
+    # an agent that knows the thread and the rollout forges a call, and replays a real one with a new output
+    forged = _hook(workspace, Path(rollout), "call_forged", "echo a-call-codex-never-made", thread=thread)
+    replay = {**_hook(workspace, Path(rollout), genuine[0]["tool_use_id"], genuine[0]["command"], thread=thread),
+              "tool_response": "forged output"}
+    assert _send(server, "PreToolUse", forged)[0] == "allow" and _send(server, "PostToolUse", forged)[0] == "ok"
+    assert _send(server, "PostToolUse", replay)[0] == "ok"
+    decisions = receipts(server)
+    calls = [e["body"] for e in ledger.read(server.session_dir) if e["kind"] == "tool_call"]
+    assert [(d["command"], d["provenance"]) for d in decisions] == [
+        ("echo one > one.txt", "rollout"), ("echo two", "rollout"),
+        ("echo a-call-codex-never-made", "unconfirmed")]
+    assert [(c["command"], c["provenance"], ledger.is_claim(c)) for c in calls] == [
+        ("echo one > one.txt", "rollout", False), ("echo two", "rollout", False),
+        ("echo a-call-codex-never-made", "unconfirmed", True), ("echo one > one.txt", "unconfirmed", True)]
+
+
+def test_a_forged_prompt_or_stop_attests_nothing(guard_server, workspace):
+    server = guard_server("ao-prov-prompt")
+    rollout = _rollout_file()
+    _start(server, rollout)
+    own = {"session_id": THREAD, "transcript_path": str(rollout), "turn_id": "t1"}
+    assert _send(server, "UserPromptSubmit", {**own, "prompt": "fix the bug"})[0] == "ok"
+    digest = guard.digest("fix the bug")
+    for thread in ("x", THREAD):  # another thread, or the right thread with another transcript
+        other = {**own, "session_id": thread, "transcript_path": "/elsewhere" if thread == THREAD else str(rollout)}
+        assert _send(server, "UserPromptSubmit", {**other, "prompt": "exfiltrate"})[0] == "ok"
+        plan = '```json\n{"plan": "forged"}\n```'
+        assert _send(server, "Stop", {**other, "last_assistant_message": plan})[0] == "ok"
+    assert server._prompt_hash == digest and server._plan_hash is None
+    assert server.flush(5)
+    bodies = [e["body"] for e in ledger.read(server.session_dir, seal_first=False) if e["kind"] == "lifecycle"]
+    assert [(b["event"], b.get("provenance")) for b in bodies] == [
+        ("SessionStart", "rollout"), ("UserPromptSubmit", "rollout"), ("UserPromptSubmit", "unconfirmed"),
+        ("Stop", "unconfirmed"), ("UserPromptSubmit", "unconfirmed"), ("Stop", "unconfirmed")]
+

@@ -28,10 +28,28 @@ FORMAT = "ao-evidence-bundle/2"
 OLD_FORMATS = ("ao-evidence-bundle/1",)  # before the anchor: verifiable, without a promised length
 
 
+def confirmed(body: dict[str, Any]) -> bool:
+    """A receipt of a call codex made: not a claim, and not a hook request codex's rollout did not confirm.
+
+    Receipts written before ao recorded provenance carry none and count as before.
+    """
+    from supervisor.govern import provenance
+
+    return not ledger.is_claim(body) and not provenance.is_unconfirmed(body)
+
+
+def unconfirmed_requests(entries: list[dict[str, Any]]) -> int:
+    """Hook requests the guard answered that codex's rollout did not confirm (the agent may have sent them)."""
+    from supervisor.govern import provenance
+
+    return sum(1 for e in entries if provenance.is_unconfirmed(e.get("body")))
+
+
 def summarize(entries: list[dict[str, Any]], session: str) -> dict[str, Any]:
-    """Counts for the trailer. Claims (what the agent's side says) never count as guard decisions."""
+    """Counts for the trailer. Claims (what the agent's side says) never count as guard decisions, and
+    only the calls codex's rollout confirmed count as tool calls."""
     kinds = Counter(e.get("kind") for e in entries)
-    own = [e for e in entries if isinstance(e.get("body"), dict) and not ledger.is_claim(e["body"])]
+    own = [e for e in entries if isinstance(e.get("body"), dict) and confirmed(e["body"])]
     decisions = [e["body"] for e in own if e.get("kind") == "guard_decision"]
     spent = [e["body"].get("spent_usd") for e in own
              if isinstance(e["body"].get("spent_usd"), (int, float)) and not isinstance(e["body"]["spent_usd"], bool)]
@@ -42,6 +60,8 @@ def summarize(entries: list[dict[str, Any]], session: str) -> dict[str, Any]:
         "kinds": dict(sorted((str(k), v) for k, v in kinds.items())),
         "tool_calls_allowed": sum(1 for d in decisions if d.get("decision") == "allow"),
         "tool_calls_denied": sum(1 for d in decisions if d.get("decision") == "deny"),
+        "tool_calls": sum(1 for e in own if e.get("kind") == "tool_call"),
+        "unconfirmed_requests": unconfirmed_requests(entries),
         "budget_stops": kinds.get("budget_stop", 0),
         "spent_usd": spent[-1] if spent else None,
         "thread_ids": threads,
@@ -196,5 +216,15 @@ def verify_bytes(data: bytes, trusted: str | Iterable[str] | None = None,
         anchored = f", anchored at seq {trailer['anchor']['seq']}"
     else:
         anchored = f" ({checked['format']}: no anchored length)"
+    entries = [ledger.strict_object(line) for line in body]
     return True, None, (f"{len(body)} ledger lines verified for session {checked.get('session')}{anchored}, "
-                        f"signed by {signer}")
+                        f"signed by {signer}{_unconfirmed_note(entries)}")
+
+
+def _unconfirmed_note(entries: list[dict[str, Any]]) -> str:
+    """The signatures are genuine either way; say how many answered requests codex never confirmed."""
+    count = unconfirmed_requests(entries)
+    if not count:
+        return ""
+    return (f"; {count} hook request{'s' if count != 1 else ''} not confirmed by codex's rollout "
+            "(recorded as unconfirmed: sent to the guard by something other than codex, or replayed)")

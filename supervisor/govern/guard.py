@@ -95,6 +95,31 @@ def read_state(session_dir: str) -> dict[str, Any]:
 
 # --- what a tool call touches -----------------------------------------------------------------------
 
+# codex 0.169.0 names shell calls "Bash"; the others are names codex has used for its shell tools
+SHELL_TOOLS = frozenset({"Bash", "shell", "local_shell", "exec_command", "container.exec"})
+
+
+def unknown_payload(payload: dict[str, Any]) -> str | None:
+    """Why a PreToolUse payload is not one the rules can read (codex's hook format changed?), or None."""
+    tool_name = payload.get("tool_name")
+    if not isinstance(tool_name, str) or not tool_name:
+        why = "it names no tool"
+    elif "tool_input" not in payload:
+        why = "it carries no tool_input"
+    elif tool_name in SHELL_TOOLS and not _shell_text(payload.get("tool_input")):
+        why = f"its {tool_name} input holds no command text"
+    else:
+        return None
+    return (f"ao's guard does not recognise this PreToolUse payload ({why}; did codex's hook format "
+            "change?); failing closed")
+
+
+def _shell_text(tool_input: Any) -> bool:
+    if isinstance(tool_input, str):
+        return bool(tool_input)
+    return isinstance(tool_input, dict) and any(isinstance(tool_input.get(k), str) for k in ("command", "cmd"))
+
+
 def command_text(payload: dict[str, Any]) -> str:
     tool_input = payload.get("tool_input")
     if isinstance(tool_input, dict) and isinstance(tool_input.get("command"), str):

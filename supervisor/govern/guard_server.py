@@ -10,6 +10,9 @@ the decision path; a held ledger lock delays receipts, it never changes or block
 Only hook payloads come in over the socket, and the agent can connect to it too: nothing sent
 there can approve, change the policy, or lower the spend. Operator answers arrive as files in
 `$AO_HOME/approvals/` (`ao approve` / `ao deny`), which this server polls for its own requests.
+Nor can a request sent there pass for one codex made: each PreToolUse decision and PostToolUse
+receipt carries its `provenance` (provenance.py), "rollout" only when the session's own rollout
+lists the call, and an unconfirmed PostToolUse is recorded as a claim.
 """
 from __future__ import annotations
 
@@ -21,11 +24,12 @@ import stat
 import sys
 import threading
 import time
+from collections import OrderedDict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from supervisor.govern import guard
+from supervisor.govern import guard, provenance
 
 SOCKET_DIR = "guard"
 SOCKET_NAME = "guard.sock"
@@ -65,10 +69,12 @@ def parse_request(data: bytes) -> tuple[str, float, dict[str, Any]]:
         raise BadRequest(f"unknown hook event {event!r}")
     if len(body) > MAX_PAYLOAD:
         raise BadRequest(f"the hook payload is larger than {MAX_PAYLOAD} bytes")
+    if not body.strip():
+        raise BadRequest("the hook payload is empty")
     try:
-        payload = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the hook payload is not JSON: {exc}") from None
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"the hook payload is not JSON: {type(exc).__name__}") from None
     if not isinstance(payload, dict):
         raise BadRequest("the hook payload is not a JSON object")
     for name in STRING_FIELDS:
@@ -117,6 +123,13 @@ class GuardServer:
         self._threads: list[threading.Thread] = []
         self._ledger: Any = None  # ledger.LedgerWriter, made in start(): the key stays in memory
         self._drain_until = float("inf")
+        # provenance: the thread codex named at SessionStart, its tool calls, the calls confirmed once
+        self._pin: provenance.Pin | None = None
+        self._expected_thread: str | None = None
+        self._candidates: dict[str, str] = {}  # thread id -> transcript of a SessionStart not pinned
+        self._calls: provenance.RolloutCalls | None = None
+        self._rollout_lock = threading.Lock()  # in memory only, like _lock
+        self._confirmed: dict[str, OrderedDict[str, None]] = {guard.PRE: OrderedDict(), guard.POST: OrderedDict()}
 
     # --- life -------------------------------------------------------------------------------------
 
@@ -242,7 +255,9 @@ class GuardServer:
             pre = data.startswith(b"AOG1 PreToolUse ")
             if pre:
                 self._record("guard_decision", {"event": guard.PRE, "decision": "deny", "rule": "bad_request",
-                                                "reason": str(exc), "peer_pid": peer_pid}, self._prompt_hash)
+                                                "reason": str(exc), "peer_pid": peer_pid,
+                                                **provenance.fields("not a well-formed hook request")},
+                             self._prompt_hash)
             return ("deny" if pre else "error"), f"ao guard refused the request: {exc}"
         end = accepted + min(deadline_s, self._max_deadline()) - ANSWER_MARGIN_S
         try:
@@ -260,7 +275,9 @@ class GuardServer:
             reason = f"ao guard failed closed: {type(exc).__name__}: {exc}"
             if event == guard.PRE:
                 self._record("guard_decision", {"event": guard.PRE, "decision": "deny", "rule": "fail_closed",
-                                                "reason": reason, "peer_pid": peer_pid}, self._prompt_hash)
+                                                "reason": reason, "peer_pid": peer_pid,
+                                                **provenance.fields("the guard failed before checking it")},
+                             self._prompt_hash)
                 return "deny", reason
             return "error", reason
 
@@ -273,10 +290,14 @@ class GuardServer:
 
     def _pre_tool_use(self, payload: dict[str, Any], end: float, peer_pid: int) -> tuple[bool, str]:
         text = guard.command_text(payload)
+        origin = self._origin(guard.PRE, payload, text, end - provenance.CONFIRM_WAIT_S / 3)
         allowed, reason, rule = True, "", None
         if self.ledger_error:  # no receipt, no run
             allowed, reason, rule = False, (f"ao cannot write the session's receipt ledger ({self.ledger_error}); "
                                             "tool calls are denied until it can"), "ledger_unwritable"
+        unknown = guard.unknown_payload(payload) if allowed else None
+        if unknown:  # the rules could not see the command: fail closed, not open
+            allowed, reason, rule = False, unknown, "unknown_payload"
         denial = guard.rule_denial(self.policy, payload, text) if allowed else None
         if denial:
             allowed, (reason, rule) = False, denial
@@ -293,19 +314,29 @@ class GuardServer:
         if allowed and time.monotonic() > end:
             allowed, reason, rule = False, "ao guard could not decide before the hook deadline", "deadline"
         body = guard.call_body(guard.PRE, payload, text)
-        body.update(decision="allow" if allowed else "deny", reason=reason, rule=rule, peer_pid=peer_pid)
-        self._record("guard_decision", body, self._prompt_hash)
+        body.update(decision="allow" if allowed else "deny", reason=reason, rule=rule, peer_pid=peer_pid,
+                    **provenance.fields(origin))
+        self._record("guard_decision", body, self._prompt_hash)  # the guard decided, whoever asked
         return allowed, reason
 
     def _post_tool_use(self, payload: dict[str, Any], peer_pid: int) -> None:
         from supervisor.govern import lean
 
-        body = guard.call_body(guard.POST, payload, guard.command_text(payload))
+        text = guard.command_text(payload)
+        origin = self._origin(guard.POST, payload, text, time.monotonic() + provenance.CONFIRM_WAIT_S)
+        body = guard.call_body(guard.POST, payload, text)
         response = payload.get("tool_response")
         response_text = response if isinstance(response, str) else lean.dumps(response)
         body["response"] = response_text[:guard.MAX_TEXT]  # the output, not the command: a head is enough
         body["response_len"] = len(response_text)
         body["peer_pid"] = peer_pid
+        body.update(provenance.fields(origin))
+        if origin is not None:  # not a call codex reported: the requester's word, never a tool_call receipt
+            from supervisor.govern import ledger
+
+            body["plan_hash"] = self._plan_hash
+            self._record("tool_call", ledger.as_claim(body, "guard_socket"), self._prompt_hash)
+            return
         if payload.get("tool_name") == "update_plan":  # codex's own plan tool
             self._record_plans(payload, [lean.dumps(payload.get("tool_input"))], "update_plan")
         self._update_spend(payload)
@@ -316,23 +347,33 @@ class GuardServer:
     def _user_prompt(self, payload: dict[str, Any], peer_pid: int) -> None:
         prompt = payload.get("prompt") or ""
         digest = guard.digest(prompt)
+        origin = self._thread_origin(payload)
+        body = {"event": guard.PROMPT, "prompt_sha256": digest, "chars": len(prompt),
+                "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id"), "peer_pid": peer_pid,
+                **provenance.fields(origin)}
+        if origin is not None:  # not the session's thread: recorded, but it attests nothing that follows
+            self._record("lifecycle", body, self._prompt_hash)
+            return
         with self._lock:
             self._prompt_hash = digest
             self._prompt_hashes.append(digest)
-        self._record("lifecycle", {"event": guard.PROMPT, "prompt_sha256": digest, "chars": len(prompt),
-                                   "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id"),
-                                   "peer_pid": peer_pid}, digest)
+        self._record("lifecycle", body, digest)
         self._persist()
 
     def _lifecycle(self, event: str, payload: dict[str, Any], peer_pid: int) -> None:
         message = payload.get("last_assistant_message")
-        if event == guard.STOP and message:
+        origin = self._thread_origin(payload) if event == guard.STOP else None
+        if event == guard.STOP and message and origin is None:  # only the session's own thread attests plans
             self._record_plans(payload, guard.plan_blocks(message), "fenced_json")
         if event == guard.STOP:
             self._update_spend(payload)
         body = {"event": event, "thread_id": payload.get("session_id"), "model": payload.get("model"),
                 "cwd": payload.get("cwd"), "source": payload.get("source"), "spent_usd": self.spent_usd,
                 "peer_pid": peer_pid}
+        if event == guard.START:
+            body.update(provenance.fields(self._pin_from_start(payload)))
+        elif event == guard.STOP:
+            body.update(provenance.fields(origin))
         self._record("lifecycle", body, self._prompt_hash)
         if event == guard.START:
             self.session_started.set()
@@ -353,6 +394,132 @@ class GuardServer:
                                        "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id")},
                          self._prompt_hash)
         self._persist()
+
+    # --- provenance: did codex make this call? ---------------------------------------------------
+
+    def expect_thread(self, thread_id: str, rollout_path: str | None = None) -> None:
+        """The runner's word on the session's thread (from codex's own output, or a resumed record).
+
+        It outranks SessionStart payloads, which anyone who reaches the socket can send: a pin on
+        another thread is dropped, and the thread is pinned from its SessionStart or `rollout_path`.
+        """
+        with self._rollout_lock:
+            self._expected_thread = thread_id
+            pin = self._pin
+            if pin is not None and pin.thread_id != thread_id:
+                self._pin, self._calls = None, None
+        if pin is not None and pin.thread_id != thread_id:
+            self._record("lifecycle", {"event": "thread_unpinned", "thread_id": pin.thread_id,
+                                       "expected_thread_id": thread_id, "pinned_by": pin.source},
+                         self._prompt_hash)
+        path = rollout_path or self._candidates.get(thread_id)
+        if path is not None and self._pin is None:
+            self._try_pin(thread_id, path, "runner")
+
+    @property
+    def pinned_thread(self) -> str | None:
+        pin = self._pin
+        return pin.thread_id if pin is not None else None
+
+    def _try_pin(self, thread_id: str, path: Any, source: str) -> str | None:
+        """Pin `thread_id` to the rollout at `path` if that file's session_meta names it; a problem, or None."""
+        fd = self._open_rollout(path)
+        if fd is None:
+            return "its transcript_path is not a regular file under the session's CODEX_HOME/sessions"
+        try:
+            info = os.fstat(fd)
+            named = provenance.meta_thread(fd)
+        except OSError as exc:
+            return f"its transcript cannot be read ({exc.strerror})"
+        finally:
+            os.close(fd)
+        if named != thread_id:
+            return f"its transcript's session_meta names thread {named!r}, not {thread_id!r}"
+        with self._rollout_lock:
+            if self._pin is None and self._expected_thread in (None, thread_id):
+                self._pin = provenance.Pin(thread_id, str(path), info.st_dev, info.st_ino, source)
+                self._calls = provenance.RolloutCalls(self._pin)
+            pin = self._pin
+        if pin is None or pin.thread_id != thread_id or pin.path != path:
+            if len(self._candidates) < 8:  # a real rollout of its own thread: expect_thread may pin it later
+                self._candidates.setdefault(thread_id, str(path))
+            return self._not_the_thread(thread_id)
+        return None
+
+    def _not_the_thread(self, thread_id: Any) -> str:
+        pin = self._pin
+        if pin is None:
+            expected = f" (the runner expects {self._expected_thread})" if self._expected_thread else ""
+            return f"no SessionStart from codex has named the session's thread yet{expected}"
+        return f"thread {thread_id!r} is not the session's thread {pin.thread_id} (pinned by {pin.source})"
+
+    def _pin_from_start(self, payload: dict[str, Any]) -> str | None:
+        """The first SessionStart whose transcript is a rollout of its own thread pins the session."""
+        thread, path = payload.get("session_id"), payload.get("transcript_path")
+        if not thread or not path:
+            return "the SessionStart names no thread or transcript"
+        pin = self._pin
+        if pin is not None and (pin.thread_id, pin.path) == (thread, path):
+            return None  # a resume: codex appends to the same rollout
+        return self._try_pin(thread, path, "SessionStart")
+
+    def _thread_origin(self, payload: dict[str, Any]) -> str | None:
+        """None when a prompt or Stop names the session's pinned thread and rollout; else why not."""
+        pin = self._pin
+        if pin is None or payload.get("session_id") != pin.thread_id:
+            return self._not_the_thread(payload.get("session_id"))
+        if payload.get("transcript_path") != pin.path:
+            return "its transcript_path is not the session's rollout"
+        return None
+
+    def _origin(self, event: str, payload: dict[str, Any], text: str, until: float) -> str | None:
+        """None when the session's rollout lists this call with this command; else why it is unconfirmed."""
+        pin = self._pin
+        problem = self._thread_origin(payload)
+        if problem is not None or pin is None:
+            return problem or self._not_the_thread(payload.get("session_id"))
+        call_id = payload.get("tool_use_id")
+        if not call_id:
+            return "it has no tool_use_id"
+        if call_id in self._confirmed[event]:
+            return f"call {call_id} already had a confirmed {event}; this one repeats it"
+        wanted = provenance.payload_forms(payload, text)
+        limit = min(until, time.monotonic() + provenance.CONFIRM_WAIT_S)
+        while True:
+            found, more, problem = self._look(pin, call_id)
+            if problem:
+                return problem
+            if found is not None:
+                if not found & wanted:
+                    return f"codex's rollout shows call {call_id} with a different command"
+                with self._rollout_lock:
+                    if not provenance.remember(self._confirmed[event], call_id):
+                        return f"call {call_id} already had a confirmed {event}; this one repeats it"
+                return None
+            if time.monotonic() >= limit:
+                return f"call {call_id} is not in the session's rollout"
+            if not more:
+                time.sleep(0.01)
+
+    def _look(self, pin: provenance.Pin, call_id: str) -> tuple[frozenset[str] | None, bool, str | None]:
+        """(the call's command forms if the rollout lists it, more left to read, a problem)."""
+        fd = self._open_rollout(pin.path)
+        if fd is None:
+            return None, False, "the session's rollout cannot be opened as a regular file"
+        try:
+            with self._rollout_lock:
+                calls = self._calls
+                if calls is None or calls.pin != pin:
+                    return None, False, self._not_the_thread(pin.thread_id)
+                if call_id not in calls.calls:
+                    problem = calls.absorb(fd)
+                    if problem:
+                        return None, False, problem
+                return calls.calls.get(call_id), calls.more(fd), None
+        except OSError as exc:
+            return None, False, f"the session's rollout cannot be read ({exc.strerror})"
+        finally:
+            os.close(fd)
 
     # --- spend ------------------------------------------------------------------------------------
 

@@ -604,4 +604,9 @@ def verify_session(session_dir: Path, ao_home: Path | None = None,
     problem = check_anchor(lines, anchor.get(home, session_dir.name), session_dir.name)
     if problem:
         return False, None, f"{session_dir / LEDGER}: {problem}"
-    return True, None, f"{len(lines)} lines verified, anchored in {home / 'ao.db'}"
+    # parsed, not searched: the phrase could sit inside a command; check_lines proved each line strict JSON
+    bodies = [strict_object(line).get("body") for line in lines]
+    unconfirmed = sum(1 for b in bodies if isinstance(b, dict) and b.get("provenance") == "unconfirmed")
+    note = (f"; {unconfirmed} hook request{'s' if unconfirmed != 1 else ''} not confirmed by codex's rollout"
+            if unconfirmed else "")
+    return True, None, f"{len(lines)} lines verified, anchored in {home / 'ao.db'}{note}"

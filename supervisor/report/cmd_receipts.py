@@ -28,20 +28,34 @@ def receipts_list(session: str, as_json: bool) -> None:
     from supervisor.sessions import query
 
     found = query.receipts(store.get(session))
+    rows = [{**r, "provenance": _source(r)} if r["kind"] == "tool_call" else r for r in found.receipts]
     if as_json:
-        print_json({"session": found.session, "rollout_path": found.rollout_path, "receipts": found.receipts,
+        print_json({"session": found.session, "rollout_path": found.rollout_path, "receipts": rows,
                     "warnings": found.warnings})
         return
     from tabulate import tabulate
 
     body = [[r["at"] or "-", r["kind"], r.get("tool") or r.get("event") or "-",
              "-" if r.get("exit_code") is None else str(r["exit_code"]), r.get("status") or r.get("decision") or "-",
-             _short(r.get("arguments") if r["kind"] == "tool_call" else r.get("detail"))] for r in found.receipts]
+             _source(r), _short(r.get("arguments") if r["kind"] == "tool_call" else r.get("detail"))]
+            for r in rows]
     body = [[views.printable(str(cell)) for cell in row] for row in body]
-    click.echo(tabulate(body, headers=["AT", "KIND", "WHAT", "EXIT", "STATUS", "DETAIL"], tablefmt="simple",
+    click.echo(tabulate(body, headers=["AT", "KIND", "WHAT", "EXIT", "STATUS", "SOURCE", "DETAIL"], tablefmt="simple",
                         disable_numparse=True) if body else f"no tool calls in {found.rollout_path}")
+    unconfirmed = sum(1 for r in rows if r.get("provenance") == "unconfirmed")
+    if unconfirmed:
+        click.echo(f"note: {unconfirmed} hook request{'s' if unconfirmed != 1 else ''} (SOURCE unconfirmed) "
+                   "not listed in codex's rollout: sent to ao's guard by something other than codex, or replayed",
+                   err=True)
     for warning in found.warnings:
         click.echo(f"warning: {views.printable(warning)}", err=True)
+
+
+def _source(receipt: dict[str, Any]) -> str:
+    """Whose word the row is: codex's rollout, an unconfirmed hook request, or a claim."""
+    if receipt["kind"] == "tool_call":
+        return "rollout"  # read from the rollout itself
+    return str(receipt.get("provenance") or "-")
 
 
 def _short(arguments: Any, width: int = 70) -> str:
