@@ -11,6 +11,7 @@ class Status(str, Enum):
     QUEUED = "queued"
     SPAWNING = "spawning"
     WORKING = "working"
+    STALLED = "stalled"  # codex is alive but not getting on (model unreachable, login screen, silence)
     DONE = "done"
     FAILED = "failed"
     KILLED = "killed"
@@ -31,6 +32,19 @@ PR_STATUSES = frozenset({Status.PR_OPEN, Status.MERGED, Status.CLOSED})
 RUNNER_OWNED = frozenset({Status.FAILED, Status.KILLED, Status.QUEUED, Status.SPAWNING})
 
 
+class Attention(str, Enum):
+    """Why a session needs a human now; `ao status` shows these first."""
+
+    APPROVAL = "approval"  # a tool call waits for `ao approve`
+    INPUT = "input"  # an interactive turn ended: the agent waits for the user
+    STALLED = "stalled"
+    FAILED = "failed"
+    BUDGET = "budget"  # the budget stopped the agent
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class LaunchRecord(TypedDict, total=False):
     """How a session's codex was started; stored as JSON in the `launch` column."""
 
@@ -48,6 +62,7 @@ class LaunchRecord(TypedDict, total=False):
     spec: dict[str, Any]  # LaunchSpec fields without the guard's hooks
     resume_thread: str | None
     approval_timeout_s: float
+    stall_after_s: float  # codex alive mid-turn with no progress this long is `stalled`
     jail: dict[str, Any] | None
     unjailed: bool
     warnings: list[str]  # said once by `ao spawn`, kept for `ao status SESSION --json` readers

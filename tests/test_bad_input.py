@@ -68,7 +68,7 @@ def test_codex_that_exits_non_zero(ao, tmp_path, sample_repo):
     bad.chmod(0o755)
     Path("agent-orchestrator.yaml").write_text(f"runtime: headless\ncodex:\n  binary: {bad}\n")
     assert ao("trust", "agent-orchestrator.yaml").returncode == 0  # the user's own binary, so the user trusts it
-    spawned = json.loads(ao("spawn", "--headless", "--repo", str(sample_repo), "--json", "x").stdout)
+    spawned = json.loads(ao("spawn", "--headless", "--no-check", "--repo", str(sample_repo), "--json", "x").stdout)
     waited = ao("wait", spawned["session"], "--timeout", "30")
     assert waited.returncode == 1 and "failed" in waited.stdout
     status = json.loads(ao("status", spawned["session"], "--json").stdout)

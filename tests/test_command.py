@@ -57,12 +57,30 @@ def test_provider_block_and_builtin_ids_refused():
     ("skip", ["--dangerously-bypass-approvals-and-sandbox"], ["--dangerously-bypass-approvals-and-sandbox"]),
     ("auto-edit", ["-a", "never", "-s", "workspace-write"],
      ["-c", 'approval_policy="never"', "-c", 'sandbox_mode="workspace-write"']),
-    ("suggest", ["-a", "untrusted", "-s", "workspace-write"],
-     ["-c", 'approval_policy="untrusted"', "-c", 'sandbox_mode="workspace-write"']),
+    # codex 0.169 dropped `untrusted`; its accepted values are the default when none are passed
+    ("suggest", ["-a", "on-request", "-s", "workspace-write"],
+     ["-c", 'approval_policy="on-request"', "-c", 'sandbox_mode="workspace-write"']),
 ])
 def test_approval_mapping_for_tui_and_exec(approval, tui, exec_):
     assert command.policy_flags(approval, "workspace-write", interactive=True) == tui
     assert command.policy_flags(approval, "workspace-write", interactive=False) == exec_
+    assert command.policy_flags(approval, "workspace-write", True, accepted=["on-request", "never"]) == tui
+
+
+def test_suggest_keeps_untrusted_on_a_codex_that_still_has_it():
+    older = ["untrusted", "on-failure", "on-request", "never"]
+    assert command.policy_flags("suggest", "read-only", True, accepted=older) == ["-a", "untrusted", "-s", "read-only"]
+    with pytest.raises(FatalError, match=r"codex 9\.0\.0 cannot run approval 'suggest'.*accepts only never, always"):
+        command.codex_approval("suggest", ["never", "always"], "9.0.0")
+
+
+def test_spec_values_reach_both_argvs():
+    spec = command.LaunchSpec("/w", "gpt-5", "suggest", "workspace-write", approval_values=["untrusted", "never"])
+    assert 'approval_policy="untrusted"' in command.exec_argv("codex", spec, "-")
+    assert command.tui_argv("codex", spec, None)[1:3] == ["-a", "untrusted"]
+    spec.approval_values = ["never"]
+    with pytest.raises(FatalError, match="accepts only never"):
+        command.exec_argv("codex", spec, "-")
 
 
 def test_exec_and_resume_argv():

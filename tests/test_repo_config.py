@@ -50,7 +50,7 @@ def plant_attack(repo: Path, marker: Path) -> Path:
 def test_repo_config_cannot_run_its_own_codex_until_trusted(ao, sample_repo: Path, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     path = plant_attack(sample_repo, marker)
-    refused = ao("spawn", "--headless", "--json", "hello", cwd=sample_repo)
+    refused = ao("spawn", "--headless", "--no-check", "--json", "hello", cwd=sample_repo)
     assert refused.returncode != 0
     assert f"{path}:3: codex.binary:" in refused.stderr and "ao trust" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
@@ -59,7 +59,7 @@ def test_repo_config_cannot_run_its_own_codex_until_trusted(ao, sample_repo: Pat
     trusted = ao_trust(ao, path, cwd=sample_repo)
     assert trusted.returncode == 0, trusted.stderr
     assert "codex.binary" in trusted.stdout  # `policy: null` restates the user's (no policy): nothing to grant
-    allowed = ao("spawn", "--headless", "--json", "hello", cwd=sample_repo)
+    allowed = ao("spawn", "--headless", "--no-check", "--json", "hello", cwd=sample_repo)
     assert allowed.returncode == 0, allowed.stderr
     assert marker.exists()  # the user said yes: their choice of binary ran
     ao("wait", json.loads(allowed.stdout)["session"], "--timeout", "30", cwd=sample_repo)
@@ -67,7 +67,7 @@ def test_repo_config_cannot_run_its_own_codex_until_trusted(ao, sample_repo: Pat
     marker.unlink()
     with path.open("a") as fh:
         fh.write("# edited by the agent\n")
-    again = ao("spawn", "--headless", "--json", "hello", cwd=sample_repo)
+    again = ao("spawn", "--headless", "--no-check", "--json", "hello", cwd=sample_repo)
     assert again.returncode != 0 and "codex.binary" in again.stderr and "ao trust" in again.stderr
     assert not marker.exists()
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from supervisor import paths, store
 from supervisor.launch.command import LaunchSpec
-from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started, Tick, Trouble
 from supervisor.records import SessionRecord, Status
 from supervisor.sessions import runner
 
 
 class ScriptedRun(Run):
+    """Replays reports; a plain callable in the history runs between reports (a probe or a clock step)."""
+
     def __init__(self, history: list[Report]) -> None:
         self.history = history
         self.stopped = 0
@@ -24,6 +26,9 @@ class ScriptedRun(Run):
 
     def reports(self) -> Iterator[Report]:
         for report in self.history:
+            if callable(report):
+                report()
+                continue
             if self.stopped and isinstance(report, Changed):
                 continue  # a stopped run reports nothing more but its exit
             yield report
@@ -149,3 +154,98 @@ def test_queued_sessions_start_in_spawn_order_as_slots_free() -> None:
     assert store.get(second.session)["status"] == "spawning"
     assert store.get(third.session)["status"] == "queued"
     assert Path(paths.ao_home() / "slots.lock").exists()
+
+
+# --- stalled: trouble and silence, decided by the runner from reports and its clock -----------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float) -> Callable[[], None]:
+        def move() -> None:
+            self.now += seconds
+        return move
+
+
+def expect(session: str, status: str, error_has: str | None = None) -> Callable[[], None]:
+    def probe() -> None:
+        record = store.get(session)
+        assert record["status"] == status, (record["status"], record["error"])
+        if error_has is None:
+            assert record["error"] is None
+        else:
+            assert error_has in (record["error"] or "")
+    return probe
+
+
+def test_reported_trouble_stalls_at_once_and_progress_brings_working_back() -> None:
+    job = make_session()
+    clock = Clock()
+    reason = "the model does not answer, codex keeps retrying: Reconnecting... waiting for network"
+    history: list[Report] = [Started(11), Changed({"activity": "active"}), expect(job.session, "working"),
+                             Trouble(reason), expect(job.session, "stalled", "keeps retrying"),
+                             Tick(), Trouble(reason), expect(job.session, "stalled", "keeps retrying"),
+                             Changed({}, progress=True), expect(job.session, "working"),
+                             Changed({"activity": "idle"}), Exited(0)]  # type: ignore[list-item]
+    status = runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False,
+                              clock=clock, stall_after_s=60)
+    assert status == Status.DONE and store.get(job.session)["error"] is None
+    from supervisor.govern import ledger
+
+    events = [e["body"].get("event") for e in ledger.read(paths.session_dir(job.session))]
+    assert events.count("stalled") == 1 and events.count("recovered") == 1
+
+
+def test_silence_mid_turn_stalls_after_stall_after_s_and_any_progress_recovers() -> None:
+    job = make_session()
+    clock = Clock()
+    history: list[Report] = [Started(11), Changed({"activity": "active"}),
+                             clock.step(59), Tick(), expect(job.session, "working"),
+                             clock.step(2), Tick(), expect(job.session, "stalled", "no progress for over 60 s"),
+                             clock.step(30), Tick(), expect(job.session, "stalled", "no progress"),
+                             Changed({"thread_id": "t-1"}), expect(job.session, "working"),
+                             clock.step(59), Tick(), expect(job.session, "working"),
+                             Exited(0)]  # type: ignore[list-item]
+    status = runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False,
+                              clock=clock, stall_after_s=60)
+    assert status == Status.DONE
+
+
+def test_quiet_is_no_stall_between_turns_during_a_command_or_an_approval_wait() -> None:
+    job = make_session()
+    clock = Clock()
+    waiting = {"approval": False}
+    history: list[Report] = [Started(11), Changed({"activity": "idle"}), clock.step(600), Tick(),
+                             expect(job.session, "working"),  # a TUI waiting for its user is not stuck
+                             Changed({"activity": "active"}), Changed({}, tool_call=True),
+                             clock.step(600), Tick(tool_running=True), expect(job.session, "working"),
+                             Changed({}), lambda: waiting.update(approval=True), clock.step(600), Tick(),
+                             expect(job.session, "working"),  # a human's turn, shown as attention: approval
+                             lambda: waiting.update(approval=False), Tick(),
+                             expect(job.session, "stalled", "no progress"),
+                             Exited(-15)]  # type: ignore[list-item]
+    status = runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False,
+                              clock=clock, stall_after_s=60, approval_waiting=lambda: waiting["approval"])
+    assert status == Status.FAILED
+
+
+def test_a_progress_poll_that_did_not_move_does_not_end_a_stall() -> None:
+    job = make_session()
+    clock = Clock()
+    history: list[Report] = [Started(11), Changed({"activity": "active"}), clock.step(61), Tick(),
+                             Changed({"activity": "active"}, progress=False),
+                             expect(job.session, "stalled", "no progress"), Exited(0)]  # type: ignore[list-item]
+    assert runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False,
+                            clock=clock, stall_after_s=60) == Status.DONE
+
+
+def test_a_stall_never_overwrites_killed() -> None:
+    job = make_session()
+    clock = Clock()
+    history: list[Report] = [Started(11), lambda: store.update(job.session, status=Status.KILLED),
+                             Trouble("model gone"), expect(job.session, "killed"), Exited(-15)]  # type: ignore[list-item]
+    assert runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False,
+                            clock=clock) == Status.KILLED

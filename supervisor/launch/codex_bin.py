@@ -1,11 +1,14 @@
 """Find the codex binary (config, PATH, usual places, ao's cache) or provision it with npm."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
+import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from supervisor import paths
@@ -189,3 +192,125 @@ def provision_codex(version: str, cache_dir: Path | None = None) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)  # a half-done install never sits at the final path
     return native_binary(target)
+
+
+# What `codex --help` lists under --ask-for-approval, per measured version: the fallback when the help
+# cannot be run or parsed. A version missing here falls back to the newest entry.
+KNOWN_APPROVAL_VALUES: dict[str, tuple[str, ...]] = {
+    "0.169.0": ("on-request", "never"),
+}
+_OPTION_LINE = re.compile(r"^\s{1,8}(?:-\w, )?--[a-z0-9-]+")
+_BRACKET_VALUES = re.compile(r"\[possible\s+values:\s*([^\]]+)\]", re.IGNORECASE)
+_LISTED_VALUE = re.compile(r"^\s*- ([a-z0-9][a-z0-9-]*):")
+_HELP_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ApprovalSupport:
+    """What one codex binary accepts for approval, and where ao learned it."""
+    version: str
+    values: tuple[str, ...]  # the -a / approval_policy values
+    bypass: bool             # has --dangerously-bypass-approvals-and-sandbox
+    source: str              # "help" (parsed) or "table" (built-in fallback)
+
+
+def parse_approval_values(help_text: str) -> tuple[str, ...] | None:
+    """The values listed under --ask-for-approval in `codex --help` (long or short form), or None."""
+    lines = help_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "--ask-for-approval" in line), None)
+    if start is None:
+        return None
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if _OPTION_LINE.match(line):
+            break
+        block.append(line)
+    bracket = _BRACKET_VALUES.search(" ".join(block))
+    if bracket:
+        values = tuple(v.strip() for v in bracket.group(1).split(",") if v.strip())
+    else:
+        values = tuple(m.group(1) for m in map(_LISTED_VALUE.match, block) if m)
+    return values or None
+
+
+def approval_support_from_help(help_text: str | None, version: str) -> ApprovalSupport:
+    """Pure: the parsed help if it lists values, else the built-in table for VERSION (or the newest)."""
+    parsed = parse_approval_values(help_text) if help_text else None
+    if help_text and (parsed or "--ask-for-approval" not in help_text):
+        # a help that lists no such option at all means this codex has none: () fails every asking mode
+        return ApprovalSupport(version, parsed or (), "--dangerously-bypass-approvals-and-sandbox" in help_text,
+                               "help")
+    known = KNOWN_APPROVAL_VALUES.get(version) or KNOWN_APPROVAL_VALUES[max(KNOWN_APPROVAL_VALUES, key=_version_key)]
+    return ApprovalSupport(version, known, True, "table")
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def _help_cache_file(real: str) -> Path:
+    return paths.ao_home() / "cache" / "codex-help" / (hashlib.sha256(real.encode()).hexdigest()[:24] + ".json")
+
+
+def approval_support(codex: str | os.PathLike[str]) -> ApprovalSupport:
+    """What this codex accepts for approval: `codex --version` and `--help`, cached per binary on disk.
+
+    The cache is keyed by the binary's real path, and its size, mtime and inode stand for its version, so
+    an upgraded codex is probed again. The cache can only pick among ao's own constants, never add argv.
+    """
+    real = os.path.realpath(codex)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise FatalError(f"codex {real}: {exc.strerror}; run `ao doctor` to find a working codex") from None
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    cache = _help_cache_file(real)
+    try:
+        saved = json.loads(cache.read_text())
+        if saved.get("format") == _HELP_CACHE_FORMAT and saved.get("path") == real and saved.get("stamp") == stamp:
+            found = saved["support"]
+            return ApprovalSupport(str(found["version"]), tuple(str(v) for v in found["values"]),
+                                   bool(found["bypass"]), str(found["source"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing or damaged: probe again
+    version, why = probe_version(real)
+    if version is None:
+        raise FatalError(f"codex {real}: {why}; run `ao doctor` to find a working codex")
+    try:
+        proc = subprocess.run([real, "--help"], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+        help_text = proc.stdout if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        help_text = None
+    support = approval_support_from_help(help_text, version)
+    try:
+        paths.atomic_write(cache, json.dumps({"format": _HELP_CACHE_FORMAT, "path": real, "stamp": stamp,
+                                              "support": asdict(support)}))
+    except OSError:
+        pass  # a cache we cannot write (full disk) only costs a probe next time
+    return support
+
+
+def check_approval(support: ApprovalSupport, approval: str) -> list[str]:
+    """The -a values to launch with; FatalError naming the version, mode and values when none fits."""
+    from supervisor.launch import command
+
+    if approval == "skip":
+        if not support.bypass:
+            raise FatalError(f"codex {support.version} cannot run approval 'skip': its --help has no "
+                             f"{command.BYPASS_FLAG}. Use approval auto-edit or suggest, or set codex.version "
+                             "to one ao supports.")
+    elif not support.values:
+        raise FatalError(f"codex {support.version} cannot run approval {approval!r}: its --help has no "
+                         "--ask-for-approval option. Use approval skip (ao's jail still applies), or set "
+                         "codex.version to one ao supports.")
+    else:
+        command.codex_approval(approval, support.values, support.version)
+    return list(support.values)
+
+
+def approval_values(codex: str | os.PathLike[str], approval: str) -> list[str]:
+    """At spawn and resume: what this codex accepts for -a, checked against ao's APPROVAL mode.
+
+    Raises FatalError before any side effect when this codex cannot run the mode.
+    """
+    return check_approval(approval_support(codex), approval)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ class LaunchSpec:
     sandbox: str
     overrides: list[str] = field(default_factory=list)   # "key=toml" pairs, in order
     flags: list[str] = field(default_factory=list)  # e.g. the hook-trust flag, placed before the -c pairs
+    # What this codex accepts for -a/approval_policy (from its --help, at spawn); empty means the
+    # built-in table's values for the pinned version, so older records and callers keep working.
+    approval_values: list[str] = field(default_factory=list)
 
 
 def is_o_series(model: str) -> bool:
@@ -86,11 +90,43 @@ def build_overrides(cfg: dict[str, Any], model: str, cli_overrides: list[str],
     return out
 
 
-def policy_flags(approval: str, sandbox: str, interactive: bool) -> list[str]:
-    """Map ao's approval policy onto codex flags. `codex exec` never asks, so it takes -c instead of -a."""
+# ao's approval modes onto codex's approval_policy, most faithful first: `suggest` meant codex's
+# `untrusted` until 0.169 dropped it; `on-request` (the model asks to leave the sandbox) is the
+# closest that remains. `skip` takes the bypass flag instead and needs no value.
+APPROVAL_PREFERENCES: dict[str, tuple[str, ...]] = {
+    "auto-edit": ("never",),
+    "suggest": ("untrusted", "on-request"),
+}
+BYPASS_FLAG = "--dangerously-bypass-approvals-and-sandbox"
+# What ao's pinned codex (0.169.0) accepts for -a; for launch specs recorded without values.
+# codex_bin.KNOWN_APPROVAL_VALUES holds the per-version table.
+PINNED_APPROVAL_VALUES = ("on-request", "never")
+
+
+def codex_approval(approval: str, accepted: Sequence[str], version: str = "") -> str:
+    """The approval_policy value codex gets for ao's mode; FatalError when this codex has none of them."""
+    if approval not in APPROVAL_PREFERENCES:
+        raise FatalError(f"approval {approval!r} is not an ao mode; use one of skip, "
+                         f"{', '.join(APPROVAL_PREFERENCES)}")
+    values = list(accepted) or list(PINNED_APPROVAL_VALUES)
+    for wanted in APPROVAL_PREFERENCES[approval]:
+        if wanted in values:
+            return wanted
+    who = f"codex {version}" if version else "this codex"
+    raise FatalError(f"{who} cannot run approval {approval!r}: it needs -a "
+                     f"{' or '.join(APPROVAL_PREFERENCES[approval])}, but {who} accepts only "
+                     f"{', '.join(values)}. Use another approval mode, or set codex.version to one ao supports.")
+
+
+def policy_flags(approval: str, sandbox: str, interactive: bool, accepted: Sequence[str] = ()) -> list[str]:
+    """Map ao's approval policy onto codex flags; `accepted` is what this codex takes for -a.
+
+    `codex exec` has no -a and never asks: given on-request it still records approval_policy never
+    and refuses commands that ask to leave the sandbox (measured on 0.169.0).
+    """
     if approval == "skip":
-        return ["--dangerously-bypass-approvals-and-sandbox"]
-    ask = {"auto-edit": "never", "suggest": "untrusted"}[approval]
+        return [BYPASS_FLAG]
+    ask = codex_approval(approval, accepted)
     if interactive:
         return ["-a", ask, "-s", sandbox]
     # `codex exec resume` has no -s/-a flags, so exec mode sets both through -c on every path.
@@ -105,7 +141,7 @@ def exec_argv(codex: str, spec: LaunchSpec, prompt: str, resume_thread: str | No
     if not resume_thread:
         argv += ["-C", spec.workspace]
     argv += spec.flags
-    argv += policy_flags(spec.approval, spec.sandbox, interactive=False)
+    argv += policy_flags(spec.approval, spec.sandbox, interactive=False, accepted=spec.approval_values)
     for pair in spec.overrides:
         argv += ["-c", pair]
     if resume_thread:
@@ -117,7 +153,7 @@ def exec_argv(codex: str, spec: LaunchSpec, prompt: str, resume_thread: str | No
 def tui_argv(codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None = None) -> list[str]:
     """The interactive codex command; the workspace is pre-trusted so no trust screen blocks it."""
     argv = [codex] + (["resume"] if resume_thread else [])
-    argv += policy_flags(spec.approval, spec.sandbox, interactive=True)
+    argv += policy_flags(spec.approval, spec.sandbox, interactive=True, accepted=spec.approval_values)
     argv += spec.flags
     argv += ["-C", spec.workspace]
     for pair in spec.overrides:

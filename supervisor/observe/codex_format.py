@@ -489,3 +489,63 @@ class Hook:
     # a PreToolUse deny on stdout (exit 2 with the reason on stderr works too)
     SPECIFIC_OUTPUT, DECISION, DECISION_REASON = "hookSpecificOutput", "permissionDecision", "permissionDecisionReason"
 
+
+
+# --- signs that codex is alive but cannot reach its model (measured on 0.169.0) --------------------
+# `codex exec --json` says `{"type":"error","message":"Reconnecting... waiting for network (Connection
+# failed: ...)"}` with a growing back-off and never gives up on a dead endpoint; an HTTP error from the
+# provider repeats as "Reconnecting... N/5 (...)" and then ends the turn with `turn.failed`.
+RECONNECTING = "Reconnecting..."
+# What the TUI shows in `tmux capture-pane`: the live status line while it retries, and the first-run
+# screen when there is neither a provider nor a login.
+TUI_RECONNECTING = "Reconnecting..."
+TUI_LOGIN_SCREEN = ("Sign in with ChatGPT", "Sign in with Device Code")
+MAX_REASON = 300
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """A reason for a status column: one line of words, never a backtrace."""
+    words = " ".join(str(text).split())
+    return words if len(words) <= limit else words[:limit - 1] + "…"
+
+
+def exec_trouble(event: ExecEvent) -> str | None:
+    """Why codex cannot get on, from one exec event, or None when the event says nothing of it."""
+    if event.kind == Exec.ERROR and (event.error or "").startswith(RECONNECTING):
+        return one_line(f"the model does not answer, codex keeps retrying: {event.error}")
+    return None
+
+
+def exec_progress(event: ExecEvent) -> bool:
+    """True for events that show the run moving (a warning item or an error line does not)."""
+    if event.kind in (Exec.THREAD_STARTED, Exec.TURN_STARTED, Exec.TURN_COMPLETED):
+        return True
+    if event.kind in (Exec.ITEM_STARTED, Exec.ITEM_UPDATED, Exec.ITEM_COMPLETED):
+        return not (event.item and event.item.get("type") == "error")
+    return False
+
+
+def tui_trouble(screen: str) -> str | None:
+    """Why the TUI is stuck, from the text of its pane, or None."""
+    if any(mark in screen for mark in TUI_LOGIN_SCREEN):
+        return ("codex is not logged in: the TUI shows its sign-in screen; run `codex login` "
+                "or configure a `provider`")
+    lines = [line.strip(" \t•◦⠀") for line in screen.splitlines()]
+    for index, line in enumerate(lines):
+        if line.startswith(TUI_RECONNECTING):
+            detail = next((rest.lstrip("└ ").strip() for rest in lines[index + 1:index + 2]
+                           if rest.startswith("└")), "")
+            return one_line("the model does not answer, codex keeps retrying: "
+                            + (detail or line.split("(")[0].strip()))
+    return None
+
+
+def turn_error(event: dict[str, Any]) -> str | None:
+    """The error a rollout's `task_complete` carries when the turn ended on a model error (TUI runs)."""
+    payload = event.get(PAYLOAD)
+    if event.get(TYPE) != Line.EVENT_MSG or not isinstance(payload, dict) \
+            or payload.get(TYPE) != Event.TASK_COMPLETE:
+        return None
+    error = payload.get("error")
+    message = error.get("message") if isinstance(error, dict) else error
+    return one_line(f"the model answered with an error: {message}") if message else None

@@ -1,4 +1,4 @@
-"""Fold `codex exec --json` events into session fields: thread id, running usage, failure."""
+"""Fold `codex exec --json` events into session fields: thread id, running usage, failure, trouble."""
 from __future__ import annotations
 
 from typing import Any
@@ -18,6 +18,14 @@ class ExecFold:
         self.failed = False
         self.error: str | None = None
         self.tool_calls = 0  # tool items started: each should have passed the guard first
+        self.trouble: str | None = None  # why codex cannot reach its model right now; progress clears it
+        self.progressed = False  # the last line fed showed the run moving
+        self.running_tools: set[str] = set()  # tool items started and not yet completed
+
+    @property
+    def tool_running(self) -> bool:
+        """A command is running, so a quiet stdout is the command's time, not the model's."""
+        return bool(self.running_tools)
 
     def feed(self, line: bytes) -> dict[str, Any]:
         try:
@@ -26,6 +34,12 @@ class ExecFold:
             return {}
         if event is None:
             return {}
+        self.progressed = cf.exec_progress(event)
+        if self.progressed:
+            self.trouble = None
+        elif (trouble := cf.exec_trouble(event)) is not None:
+            self.trouble = trouble
+        self._track_tools(event)
         if event.kind == cf.Exec.THREAD_STARTED and event.thread_id:
             self.thread_id = event.thread_id
             return {"thread_id": self.thread_id}
@@ -44,3 +58,16 @@ class ExecFold:
         if event.kind == cf.Exec.ITEM_STARTED and event.item and event.item.get("type") in cf.EXEC_TOOL_ITEMS:
             self.tool_calls += 1
         return {}
+
+    def _track_tools(self, event: cf.ExecEvent) -> None:
+        if event.kind in (cf.Exec.TURN_COMPLETED, cf.Exec.TURN_FAILED):
+            self.running_tools.clear()  # a turn's end ends its calls, whatever their items said
+            return
+        item = event.item or {}
+        if item.get("type") not in cf.EXEC_TOOL_ITEMS:
+            return
+        key = str(item.get("id"))
+        if event.kind == cf.Exec.ITEM_STARTED:
+            self.running_tools.add(key)
+        elif event.kind == cf.Exec.ITEM_COMPLETED:
+            self.running_tools.discard(key)

@@ -41,12 +41,14 @@ def runtime_options(verb: str) -> click.Command:
 @click.option("--policy", "policy_file", type=str, help="A policy YAML file, on top of the config's policy.")
 @click.option("--unjailed", is_flag=True,
               help="Run without ao's bubblewrap jail (governance is then best effort; shown in `ao status`).")
+@click.option("--no-check", "no_check", is_flag=True,
+              help="Spawn without first checking that the provider answers (or that codex is logged in).")
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("prompt")
 @click.pass_context
 def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
           runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
-          policy_file: str | None, unjailed: bool, as_json: bool, prompt: str) -> None:
+          policy_file: str | None, unjailed: bool, no_check: bool, as_json: bool, prompt: str) -> None:
     """Start a codex agent on PROMPT in its own workspace."""
     from supervisor.sessions.spawn import SpawnRequest
     from supervisor.sessions.spawn import spawn as do_spawn
@@ -56,7 +58,8 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
     cfg = config_of(ctx)
     req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
                        runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
-                       overrides=list(overrides), name=name, policy_file=policy_file, unjailed=unjailed)
+                       overrides=list(overrides), name=name, policy_file=policy_file, unjailed=unjailed,
+                       check=not no_check)
     record = do_spawn(cfg, req)
     for warning in record["launch"].get("warnings") or []:
         click.echo(f"warning: {warning}", err=True)

@@ -1,4 +1,5 @@
-"""`ao doctor`: every codex candidate and why it was taken or skipped, plus git, tmux, npm and gh."""
+"""`ao doctor`: every codex candidate and why it was taken or skipped, plus git, tmux, npm and gh, codex's
+login and whether the configured provider answers."""
 from __future__ import annotations
 
 import shutil
@@ -56,7 +57,24 @@ def diagnose(cfg: Config, provision: bool) -> dict[str, Any]:
 
     tools = [_tool(name, cmd, hint) for name, (cmd, hint) in all_tools().items()]
     tools.append(jail.doctor_check(Path(codex["path"]) if codex["path"] else None))
-    return {"config": str(cfg.path) if cfg.path else None, "codex": codex, "tools": tools}
+    return {"config": str(cfg.path) if cfg.path else None, "codex": codex, "tools": tools,
+            "model_access": model_access(cfg)}
+
+
+def model_access(cfg: Config) -> list[dict[str, Any]]:
+    """codex's login always; the provider's reachability when one is configured (then no login is needed)."""
+    from dataclasses import asdict
+
+    from supervisor import paths
+    from supervisor.launch import preflight
+
+    provider = cfg.data.get("provider")
+    login = asdict(preflight.logged_in(paths.codex_home()))
+    login["needed"] = not (provider and provider.get("base_url"))
+    found = [login]
+    if provider and provider.get("base_url"):
+        found.append({**asdict(preflight.provider_reachable(str(provider["base_url"]))), "needed": True})
+    return found
 
 
 def render(result: dict[str, Any]) -> str:
@@ -72,4 +90,8 @@ def render(result: dict[str, Any]) -> str:
         state = "ok" if tool["ok"] else "MISSING"
         hint = f"  hint: {tool['hint']}" if tool["hint"] else ""
         lines.append(f"{tool['name']}: {state} ({tool['detail']}){hint}")
+    for check in result.get("model_access", []):
+        state = "ok" if check["ok"] else ("MISSING" if check["needed"] else "not needed (a provider is set)")
+        hint = f"  hint: {check['hint']}" if check["hint"] and check["needed"] and not check["ok"] else ""
+        lines.append(f"{check['name']}: {state} ({check['detail']}){hint}")
     return "\n".join(lines)

@@ -16,15 +16,37 @@ def printable(text: object) -> str:
     return str(text).translate(_CONTROL)
 
 
+# Sessions that need a human come first, most urgent first; the rest keep their order (spawn order).
+ATTENTION_ORDER = ("approval", "budget", "stalled", "failed", "input")
+
+
+def needs_human_first(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Pure and stable: rows with an `attention` first, by urgency."""
+    def rank(row: Mapping[str, Any]) -> int:
+        attention = row.get("attention")
+        return ATTENTION_ORDER.index(attention) if attention in ATTENTION_ORDER else len(ATTENTION_ORDER)
+    return sorted(rows, key=rank)
+
+
 def status_table(rows: Iterable[Mapping[str, Any]]) -> str:
     from tabulate import tabulate  # lazy: JSON output never needs it
-    body = [[printable(r["session"]), printable(r["status"]),
+    body = [[printable(r["session"]), printable(r["status"]), printable(r.get("attention") or "-"),
              printable(r["activity"] or "-") + ("" if r.get("jailed", True) else " UNJAILED"),
              printable(r["branch"] or "-"), printable(r["model"] or "-"),
              f"{r['tokens']['total']:,}", f"${r['cost_usd']:.4f}", printable(r["pr_url"] or "-"),
-             printable((r["thread_id"] or "-")[:13])] for r in rows]
-    return tabulate(body, headers=["SESSION", "STATUS", "ACTIVITY", "BRANCH", "MODEL", "TOKENS", "COST",
-                                   "PR", "THREAD"], tablefmt="simple", disable_numparse=True)
+             printable((r["thread_id"] or "-")[:13])] for r in needs_human_first(rows)]
+    table = tabulate(body, headers=["SESSION", "STATUS", "ATTENTION", "ACTIVITY", "BRANCH", "MODEL", "TOKENS",
+                                    "COST", "PR", "THREAD"], tablefmt="simple", disable_numparse=True)
+    # the reason under the table, so a stalled or failed row says why without widening every row
+    reasons = [f"{printable(r['session'])}: {printable(_short(r.get('error')))}"
+               for r in needs_human_first(rows) if r.get("attention") in ("stalled", "failed", "budget")
+               and r.get("error")]
+    return table + ("\n\n" + "\n".join(reasons) if reasons else "")
+
+
+def _short(text: object, limit: int = 160) -> str:
+    words = " ".join(str(text).split())
+    return words if len(words) <= limit else words[:limit - 1] + "…"
 
 
 def cost_table(rows: Iterable[Mapping[str, Any]], totals: Mapping[str, Any]) -> str:

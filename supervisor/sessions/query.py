@@ -125,13 +125,15 @@ def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal) 
     row["cost_usd"] = money(cost)
     row["started_at"] = iso(record.get("started_at"))
     row["updated_at"] = iso(record.get("updated_at"))
+    # the reason in words for a failed, blocked or stalled run; a live working run has none to show
     row["error"] = record.get("error")
     row["jailed"] = bool((record.get("launch") or {}).get("jail"))
     return row
 
 
 def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The `ao status --json` rows: exact tokens and cost from each session's rollout, live activity."""
+    """The `ao status --json` rows: exact tokens and cost from each session's rollout, live activity, and
+    `attention`: why a human is needed now (approval, input, stalled, failed, budget) or null."""
     from supervisor.govern import guard
     from supervisor.observe import activity
 
@@ -142,21 +144,50 @@ def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[
         used = usage_by_session[record["session"]]
         row = status_row(record, used.tokens, used.cost)
         row["approval_id"] = None
+        budget_blocked = False
         if store.is_live(record):  # approvals and budget stops only matter while the agent runs
             gov = guard.session_governance(home, record["session"])
             row["approval_id"] = gov["waiting_input"]
+            budget_blocked = bool(gov["budget_blocked"])
             row["activity"] = activity.activity(record.get("rollout_path"), True,
                                                 pending_approval=bool(gov["waiting_input"]),
-                                                guard_blocked=gov["budget_blocked"]) or row["activity"]
+                                                guard_blocked=budget_blocked) or row["activity"]
+        interactive = runtimes.of(record).interactive if store.is_live(record) else False
+        row["attention"] = attention_of(row["status"], row["activity"], row["approval_id"], budget_blocked,
+                                        store.is_live(record), interactive)
         rows.append(row)
     return rows
+
+
+def attention_of(status: str, activity: str | None, approval_id: str | None, budget_blocked: bool,
+                 live: bool, interactive: bool) -> str | None:
+    """Pure: what a human must do for this session, most urgent first, or None."""
+    from supervisor.records import Attention, Status
+
+    if live and approval_id:
+        return Attention.APPROVAL.value
+    if status == Status.BLOCKED or (live and budget_blocked):
+        return Attention.BUDGET.value
+    if status == Status.STALLED:
+        return Attention.STALLED.value
+    if status == Status.FAILED:
+        return Attention.FAILED.value
+    if live and interactive and activity in ("idle", "waiting_input"):
+        return Attention.INPUT.value  # the TUI's turn ended: the agent waits for its user
+    return None
 
 
 LEDGER_KINDS = ("wrapper_event", "guard_decision", "approval", "budget_stop")
 
 
 def ledger_receipts(session: str) -> list[dict[str, Any]]:
-    """Wrapper events, guard decisions, approvals and budget stops from the session's signed ledger."""
+    """Wrapper events, guard decisions, approvals and budget stops from the session's signed ledger.
+
+    `provenance` says whose word a row is: "rollout" (codex's rollout lists the call), "unconfirmed"
+    (a hook request codex's rollout does not list), "claim" (the agent's side says so), or None (no
+    hook request behind it, or written before ao recorded provenance). Tool calls come from the
+    rollout itself; a PostToolUse receipt codex did not confirm is listed as a `tool_call_claim`.
+    """
     from supervisor.govern import ledger
 
     sdir = paths.session_dir(session)
@@ -165,12 +196,17 @@ def ledger_receipts(session: str) -> list[dict[str, Any]]:
     ledger.ingest_wrapper_events(sdir)
     out = []
     for entry in ledger.read(sdir):
-        if entry.get("kind") not in LEDGER_KINDS:
-            continue
         body: dict[str, Any] = entry["body"] if isinstance(entry.get("body"), dict) else {}
+        kind = entry.get("kind")
+        if kind == "tool_call" and ledger.is_claim(body):
+            kind = "tool_call_claim"
+        elif kind not in LEDGER_KINDS:
+            continue
         at = dt.datetime.fromtimestamp(float(entry["ts"]), dt.timezone.utc).isoformat(timespec="milliseconds")
-        out.append({"kind": entry["kind"], "at": at.replace("+00:00", "Z"), "seq": entry.get("seq"),
+        provenance = body.get("provenance") if isinstance(body.get("provenance"), str) else None
+        out.append({"kind": kind, "at": at.replace("+00:00", "Z"), "seq": entry.get("seq"),
                     "event": body.get("event"), "decision": body.get("decision"),
+                    "provenance": provenance or ("claim" if ledger.is_claim(body) else None),
                     "detail": {k: v for k, v in body.items() if k not in ("event", "decision")},
                     "prompt_hash": entry.get("prompt_hash")})
     return out

@@ -4,7 +4,8 @@ Started by `ao spawn` (and `ao resume`/`ao send`) in its own process session, so
 command that started it. It hosts the session's guard server, outside the agent's jail: codex's
 hooks are thin clients that ask it over a unix socket. The runtime reports what happened; this
 module alone turns that into the session's record: status, activity, thread, rollout, the end, the
-budget stop, and a run the guard never heard from (ungoverned).
+budget stop, a run the guard never heard from (ungoverned), and a run that stalled (codex alive but
+its model unreachable, a login screen, or no progress mid-turn for `stall_after_s`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 from supervisor import paths, store
 from supervisor.errors import FatalError
 from supervisor.launch import runtimes
-from supervisor.launch.runtimes.base import Changed, Exited, Job, Runtime, Started, codex_home_of
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Runtime, Started, Tick, Trouble, codex_home_of
 from supervisor.locking import file_lock
 from supervisor.records import PR_STATUSES, SessionRecord, Status
 
@@ -87,13 +88,58 @@ def job_for(record: SessionRecord) -> Job:
                rollout_path=record.get("rollout_path"), prompt_file=launch.get("prompt_file"))
 
 
+DEFAULT_STALL_AFTER_S = 60.0
+
+
+class StallWatch:
+    """Pure: decides from reports and a clock whether a live run is stalled, and why.
+
+    Trouble a runtime reports stalls at once; quiet stalls only mid-turn (activity `active`), with no
+    command running and no approval waiting, after `stall_after_s`. Progress ends both.
+    """
+
+    def __init__(self, stall_after_s: float, now: float) -> None:
+        self.stall_after_s = max(1.0, stall_after_s)
+        self.last_progress = now
+        self.trouble: str | None = None
+        self.activity = "active"
+        self.tool_running = False
+
+    def see(self, report: object, now: float) -> None:
+        if isinstance(report, Changed):
+            self.activity = report.fields.get("activity", self.activity)
+            if report.progress or report.tool_call:
+                self.last_progress, self.trouble, self.tool_running = now, None, report.tool_call
+        elif isinstance(report, Trouble):
+            self.trouble = report.reason
+        elif isinstance(report, Tick):
+            self.tool_running = report.tool_running
+
+    def reason(self, now: float, approval_waiting: Callable[[], bool]) -> str | None:
+        """Why the run is stalled now, or None; asks about approvals only once the quiet is long enough."""
+        if self.trouble:
+            return self.trouble
+        quiet = now - self.last_progress
+        if self.activity != "active" or self.tool_running or quiet < self.stall_after_s or approval_waiting():
+            return None
+        # the same words while it lasts, so the record is written once, not on every tick
+        return (f"no progress for over {self.stall_after_s:g} s (stall_after_s): codex is alive mid-turn "
+                "but neither its model nor a tool has produced anything")
+
+
 def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[str], bool],
               governed: threading.Event | None = None,
-              before_finish: Callable[[], None] = lambda: None) -> Status:
+              before_finish: Callable[[], None] = lambda: None,
+              clock: Callable[[], float] = time.monotonic, stall_after_s: float = DEFAULT_STALL_AFTER_S,
+              approval_waiting: Callable[[], bool] = lambda: False,
+              on_thread: Callable[[str, str | None], None] = lambda _thread, _rollout: None) -> Status:
     """Run one job to its end on `runtime`, keeping the record; returns the final status.
 
     `governed` is set once the guard heard codex's SessionStart; a tool call or a turn's end without
-    it stops the run. `before_finish` runs once codex is gone, before the end is recorded.
+    it stops the run. `before_finish` runs once codex is gone, before the end is recorded. `clock`
+    and `stall_after_s` decide `stalled`; `approval_waiting` says the quiet is a human's turn.
+    `on_thread` hears codex's own thread id (from its stdout or rollout), which pins the guard's
+    provenance checks to the real thread rather than to whoever sent the first SessionStart.
     """
     try:
         run = runtime.start(job)
@@ -112,6 +158,8 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
     ungoverned: str | None = None
     stored: dict[str, Any] = {}
     end = Exited(None, True, "the runtime ended without reporting an exit")
+    watch = StallWatch(stall_after_s, clock())
+    stalled: str | None = None
     for report in run.reports():
         if isinstance(report, Started):
             store.update(session, status=Status.WORKING, activity="active", codex_pid=report.pid,
@@ -121,6 +169,8 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
             if fresh:
                 store.update(session, **fresh)
                 stored.update(fresh)
+            if fresh.get("thread_id") or fresh.get("rollout_path"):
+                on_thread(stored.get("thread_id") or "", stored.get("rollout_path"))
             idle = report.fields.get("activity") == "idle"
             if governed is not None and not ungoverned and (report.tool_call or idle) \
                     and not governed.wait(GOVERNANCE_GRACE_S):
@@ -132,6 +182,9 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
         elif isinstance(report, Exited):
             end = report
             break
+        if not killed and not blocked and not ungoverned:
+            watch.see(report, clock())
+            stalled = _record_stall(session, stalled, watch, clock(), approval_waiting)
     before_finish()
     if killed:
         store.update(session, status=Status.KILLED)
@@ -139,6 +192,35 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
         return finish(session, end.code, True, ungoverned, end.fields)
     return finish(session, end.code, end.failed, end.error, end.fields,
                   blocked=blocked or (not killed and budget_spent(session)))
+
+
+def _record_stall(session: str, stalled: str | None, watch: StallWatch, now: float,
+                  approval_waiting: Callable[[], bool]) -> str | None:
+    """Write `stalled` with its reason, or `working` again once it passed; returns the reason now."""
+    reason = watch.reason(now, approval_waiting)
+    if reason == stalled:
+        return stalled
+    current = store.get(session)["status"]
+    if reason:
+        if current in (Status.WORKING, Status.STALLED):
+            store.update(session, status=Status.STALLED, error=reason)
+            if stalled is None:
+                _ledger_note(session, {"event": "stalled", "reason": reason})
+            return reason
+        return stalled
+    if current == Status.STALLED:
+        store.update(session, status=Status.WORKING, error=None)
+        _ledger_note(session, {"event": "recovered"})
+    return None
+
+
+def _ledger_note(session: str, body: dict[str, Any]) -> None:
+    try:
+        from supervisor.govern import ledger
+
+        ledger.append(paths.session_dir(session), "lifecycle", body)
+    except (OSError, FatalError) as exc:  # the store already holds the status
+        print(f"ao runner: cannot append {body.get('event')} to the ledger: {exc}", file=sys.stderr)
 
 
 def run(session: str) -> int:
@@ -159,6 +241,9 @@ def run(session: str) -> int:
         server.start()
     except (guard.GuardError, OSError) as exc:
         return 0 if finish(session, None, True, f"the session's guard could not start: {exc}", {}) == Status.DONE else 1
+    resumed_thread = record.get("thread_id")
+    if resumed_thread:  # a resumed thread: codex's own id, not the first SessionStart, pins it
+        server.expect_thread(resumed_thread, record.get("rollout_path"))
     launch = record["launch"]
     jailed = bool(launch.get("jail"))
     # inside the jail's pid namespace the runner has no pid; the read-only socket dir guards the socket
@@ -170,9 +255,13 @@ def run(session: str) -> int:
         server.stop()
         return 0 if finish(session, None, True, f"cannot prepare the launch: {exc}", {}) == Status.DONE else 1
     store.update(session, launch={**launch, "argv": argv})
+    home = str(paths.ao_home())
     status = supervise(session, runtime, job_for(store.get(session)),
                        budget_spent=lambda _s: server.budget_exhausted(), governed=server.session_started,
-                       before_finish=lambda: server.stop(drain_s=10))
+                       before_finish=lambda: server.stop(drain_s=10),
+                       stall_after_s=float(launch.get("stall_after_s") or DEFAULT_STALL_AFTER_S),
+                       approval_waiting=lambda: bool(guard.pending_approvals(home, session)),
+                       on_thread=lambda thread, rollout: server.expect_thread(thread, rollout) if thread else None)
     return 0 if status == Status.DONE else 1
 
 

@@ -31,6 +31,7 @@ class SpawnRequest:
     name: str | None = None
     policy_file: str | None = None
     unjailed: bool = False  # run without ao's jail: governance is then best effort
+    check: bool = True  # ask the provider (or codex's login) before any side effect; --no-check skips
 
 
 def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path, str | None, str | None]:
@@ -117,6 +118,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
     data = cfg.data
     runtime = runtimes.get(runtime_name)
     codex = os.path.realpath(codex_bin.resolve(data["codex"]["binary"], data["codex"]["version"]))
+    approval_values = codex_bin.approval_values(codex, approval)  # cached `codex --help`; FatalError if unfit
     sdir = paths.session_dir(session)
     env, unset = command.agent_env(session, project, issue)
     if codex_home_of_thread:  # a resumed thread lives in the CODEX_HOME it started in
@@ -130,7 +132,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
     pol = govern(cfg, session, workspace, model, project, policy_file)
     overrides = command.build_overrides(data, model, cli_overrides, text, file)
     spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides,
-                              flags=[hooks.TRUST_FLAG])
+                              flags=[hooks.TRUST_FLAG], approval_values=approval_values)
     jail_plan = None
     if not unjailed:
         readonly = plan.existing_paths([r["glob"] for r in pol.forbidden_paths], Path(workspace))
@@ -143,6 +145,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
             "spec": dataclasses.asdict(spec), "resume_thread": resume_thread,
             "prompt": None if prompt_file else prompt, "prompt_file": prompt_file,
             "jail": jail_plan, "unjailed": unjailed, "approval_timeout_s": pol.approval_timeout_s,
+            "stall_after_s": float(data["stall_after_s"]),
             "warnings": sandbox_warnings(approval, spec.sandbox, codex_home),
             "policy_file": policy_file,
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
@@ -159,10 +162,23 @@ def isolated_codex_home(session: str) -> Path:
     return home
 
 
+def check_model_access(cfg: Config) -> None:
+    """Refuse a spawn whose codex could never reach a model: it would sit `stalled` forever."""
+    from supervisor.launch import preflight
+
+    home = paths.codex_home()  # an isolated CODEX_HOME is seeded from this one's auth.json
+    found = preflight.model_access(cfg.data.get("provider"), home)
+    if not found.ok:
+        raise FatalError(f"not spawning: {found.detail}; {found.hint}")
+
+
 def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
     if not req.prompt.strip():
         raise FatalError("the prompt is empty; say what the agent should do")
-    codex_bin.resolve(cfg.data["codex"]["binary"], cfg.data["codex"]["version"])  # fail before any side effect
+    codex = codex_bin.resolve(cfg.data["codex"]["binary"], cfg.data["codex"]["version"])
+    codex_bin.approval_values(codex, req.approval or cfg.data["agent"]["approval"])  # fail before any side effect
+    if req.check:
+        check_model_access(cfg)
     session = store.new_session_id()
     while store.find(session) is not None:
         session = store.new_session_id()

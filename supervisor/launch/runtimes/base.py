@@ -1,8 +1,9 @@
 """The Runtime interface: how one codex run is started, watched, stopped, talked to and attached.
 
-A runtime only reports what happened (`Started`, `Changed`, `Exited`); the session's runner owns
-every record: status, finish, budget. The process constructor and the clock are injectable, so the
-runner can be tested with scripted histories as well as with the real codex.
+A runtime only reports what happened (`Started`, `Changed`, `Trouble`, `Tick`, `Exited`); the
+session's runner owns every record: status (`stalled` too), finish, budget. The process constructor
+and the clock are injectable, so the runner can be tested with scripted histories as well as with
+the real codex.
 """
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ class Changed:
 
     fields: dict[str, Any]
     tool_call: bool = False  # a tool call started: the guard must have been reached by now
+    progress: bool = True  # the run moved (a poll that only re-reads the same rollout did not)
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """codex is alive but cannot get on: its model does not answer or answers with an error, or it
+    wants a login. Said again while it lasts; the next progress ends it."""
+
+    reason: str  # words for `ao status`, never a backtrace
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Nothing new for a while: lets the runner read its clock while codex is quiet."""
+
+    tool_running: bool = False  # a command runs, so quiet is the command's time, not the model's
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class Exited:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Report = Union[Started, Changed, Exited]  # noqa: UP007 - a runtime alias; `|` needs Python 3.10 at runtime
+Report = Union[Started, Changed, Trouble, Tick, Exited]  # noqa: UP007 - a runtime alias; `|` needs Python 3.10 at runtime
 
 
 class Run(abc.ABC):

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from supervisor.launch import command, processes
 from supervisor.launch.command import LaunchSpec
-from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started, Tick, Trouble
 from supervisor.records import SessionRecord
 from supervisor.redact import redact_text
 
@@ -32,9 +34,39 @@ def stderr_tail(path: Path) -> str:
     return lines[-1][:500] if lines else ""
 
 
+# codex may print nothing for minutes (a dead model endpoint, a long command): report a `Tick` this
+# often so the runner can look at its clock
+TICK_S = 2.0
+
+
+def _lines(stream: IO[bytes], tick_s: float) -> Iterator[bytes | None]:
+    """The stream's lines, with None after each `tick_s` of silence; a thread does the blocking read."""
+    found: queue.Queue[bytes | None] = queue.Queue()
+    done = object()
+
+    def pump() -> None:
+        try:
+            for line in stream:
+                found.put(line)
+        finally:
+            found.put(done)  # type: ignore[arg-type]
+
+    threading.Thread(target=pump, name="codex-stdout", daemon=True).start()
+    while True:
+        try:
+            line = found.get(timeout=tick_s)
+        except queue.Empty:
+            yield None
+            continue
+        if line is done:
+            return
+        yield line
+
+
 class HeadlessRun(Run):
-    def __init__(self, job: Job, popen: Callable[..., subprocess.Popen[bytes]]) -> None:
+    def __init__(self, job: Job, popen: Callable[..., subprocess.Popen[bytes]], tick_s: float = TICK_S) -> None:
         self.job = job
+        self.tick_s = tick_s
         self.stopped = False
         self._events_out = private_log(job.session_dir / "exec.jsonl")
         self._stderr_path = job.session_dir / "codex.stderr.log"
@@ -62,7 +94,10 @@ class HeadlessRun(Run):
         rollout = self.job.rollout_path
         assert self.child.stdout is not None
         with self._events_out:
-            for line in self.child.stdout:
+            for line in _lines(self.child.stdout, self.tick_s):
+                if line is None:
+                    yield Tick(tool_running=fold.tool_running)
+                    continue
                 # tool output reaches exec.jsonl: store it redacted, fold the original
                 self._events_out.write(redact_text(line.decode("utf-8", "replace")).encode())
                 self._events_out.flush()
@@ -75,8 +110,10 @@ class HeadlessRun(Run):
                     found = locate.find_rollout(fold.thread_id, self.job.codex_home, self.job.started_at)
                     if found:
                         rollout = changes["rollout_path"] = str(found)
-                if changes:
-                    yield Changed(changes)
+                if changes or fold.progressed:
+                    yield Changed(changes, progress=fold.progressed)
+                elif fold.trouble:
+                    yield Trouble(fold.trouble)
         code = self.child.wait()
         extra: dict[str, Any] = {}
         if fold.thread_id and not rollout:
@@ -98,8 +135,10 @@ class HeadlessRuntime(Runtime):
     interactive = False
     description = "Run `codex exec --json` (no tmux)."
 
-    def __init__(self, popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> None:
+    def __init__(self, popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+                 tick_s: float = TICK_S) -> None:
         self.popen = popen
+        self.tick_s = tick_s
 
     def command(self, codex: str, spec: LaunchSpec, prompt: str | None, resume_thread: str | None) -> list[str]:
         return command.exec_argv(codex, spec, command.STDIN_PROMPT, resume_thread)
@@ -108,7 +147,7 @@ class HeadlessRuntime(Runtime):
         return True
 
     def start(self, job: Job) -> Run:
-        return HeadlessRun(job, self.popen)
+        return HeadlessRun(job, self.popen, self.tick_s)
 
     def stop(self, record: SessionRecord) -> None:
         pass  # the process tree is all there is; `ao kill` ends it

@@ -14,7 +14,7 @@ from supervisor import paths
 from supervisor.errors import FatalError
 from supervisor.launch import command
 from supervisor.launch.command import LaunchSpec
-from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started
+from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started, Tick, Trouble
 from supervisor.records import SessionRecord
 
 
@@ -76,6 +76,12 @@ def paste(session: str, message: str) -> None:
     tmux("send-keys", "-t", target(session), "Enter")
 
 
+def screen(session: str) -> str:
+    """The text the TUI shows now (no colours)."""
+    proc = tmux("capture-pane", "-p", "-t", target(session), check=False)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
 def attach(session: str) -> None:
     if not alive(session):
         raise FatalError(f"session {session} has no live tmux session to attach to")
@@ -91,34 +97,67 @@ def exit_code(session: str) -> int | None:
 
 
 class TmuxRun(Run):
-    """Polls the tmux session; finds the thread's rollout by workspace; reports activity each poll."""
+    """Polls the tmux session; finds the thread's rollout by workspace; reports activity each poll.
 
-    def __init__(self, job: Job, poll: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    Progress is the rollout growing. Trouble is what the pane shows (the sign-in screen, a reconnect
+    loop) or a turn the rollout says ended on a model error.
+    """
+
+    def __init__(self, job: Job, poll: float, clock: Callable[[], float], sleep: Callable[[float], None],
+                 screen_every: float = 2.0) -> None:
         self.job, self.poll, self.clock, self.sleep = job, poll, clock, sleep
+        self.screen_every = screen_every
         self.since = clock() - 1
         self.pid = start(job.session, job.workspace, job.argv, job.env, job.unset)
 
     def reports(self) -> Iterator[Report]:
         from supervisor.observe import activity, locate
+        from supervisor.observe import codex_format as cf
 
         yield Started(self.pid or 0)
         thread, rollout = self.job.thread_id, self.job.rollout_path
+        size = -1
+        turn_error: str | None = None
+        tool_running = False
+        screen_trouble: str | None = None
+        screen_at = float("-inf")
         while alive(self.job.session):
             if not thread:
                 found = locate.find_by_workspace(self.job.workspace, self.since, self.job.codex_home)
                 if found:
                     thread, rollout = found[0], str(found[1])
                     yield Changed({"thread_id": thread, "rollout_path": rollout})
+            grew = False
+            if rollout:
+                now_size = _size(rollout)
+                grew, size = now_size != size, now_size
+                if grew:
+                    events = activity.last_events(Path(rollout))
+                    last = events[-1] if events else {}
+                    turn_error = cf.turn_error(last)
+                    tool_running = cf.line_kind(last) in (cf.Item.FUNCTION_CALL, cf.Item.CUSTOM_TOOL_CALL)
+            if self.clock() - screen_at >= self.screen_every:
+                screen_at = self.clock()
+                screen_trouble = cf.tui_trouble(screen(self.job.session))
+            trouble = turn_error or screen_trouble
             if rollout:
                 now = activity.activity(rollout, True)
                 if now:
-                    yield Changed({"activity": now})
+                    yield Changed({"activity": now}, progress=grew and not trouble)
+            yield Trouble(trouble) if trouble else Tick(tool_running=tool_running)
             self.sleep(self.poll)
         code = exit_code(self.job.session)
         yield Exited(code, False, None if code == 0 else f"codex exited {code}")
 
     def stop(self) -> None:
         kill(self.job.session)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
 
 
 class TmuxRuntime(Runtime):
