@@ -9,11 +9,12 @@ from supervisor import paths
 from supervisor.sessions.spawn import sandbox_warnings
 
 SECRET = "sk-proj-" + "Q" * 40
+GITHUB = "ghp_" + "R6abcdefghijklmnopqrstuvwxyz0123456789"  # alone on a line: JSON escapes the newline before it
 SCRIPT = f"""
 tasks:
   leak:
     steps:
-      - run: echo "OPENAI_API_KEY={SECRET}" && echo token={SECRET}
+      - run: echo "OPENAI_API_KEY={SECRET}" && echo token={SECRET} && echo {GITHUB}
       - say: printed it
 """
 
@@ -27,7 +28,7 @@ def test_exec_log_is_redacted_and_session_files_are_private(ao, codex, scripted_
     sdir = paths.session_dir(session)
     exec_log = (sdir / "exec.jsonl").read_text()
     assert "printed it" in exec_log  # the run's events are there
-    assert SECRET not in exec_log
+    assert SECRET not in exec_log and GITHUB not in exec_log
     for path in [sdir, *sdir.rglob("*")]:
         if path.is_socket() or path.is_symlink():
             continue

@@ -132,7 +132,7 @@ def write_public_key(key: Any, ao_home: Path | None = None) -> bytes:
     except (OSError, UnicodeDecodeError):
         current = None
     if current != text:
-        paths.atomic_write(pub, text, mode=0o644)
+        paths.atomic_write(pub, text, mode=0o600)
     return raw
 
 

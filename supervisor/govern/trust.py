@@ -90,5 +90,5 @@ def add(fingerprint_text: str, comment: str | None = None, ao_home: Path | None 
         if current and not current.endswith("\n"):
             current += "\n"
         note = " ".join((comment or "").split())
-        paths.atomic_write(path, current + fingerprint + (f" {note}" if note else "") + "\n", mode=0o644)
+        paths.atomic_write(path, current + fingerprint + (f" {note}" if note else "") + "\n", mode=0o600)
     return fingerprint, True

@@ -184,6 +184,7 @@ def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
         session = store.new_session_id()
     sdir = paths.session_dir(session)
     try:
+        paths.ensure_private_dir(paths.sessions_dir())
         paths.ensure_private_dir(sdir)
     except OSError as exc:
         raise FatalError(f"cannot create session dir {sdir}: {exc.strerror}") from None

@@ -13,7 +13,7 @@ from supervisor.launch import command, processes
 from supervisor.launch.command import LaunchSpec
 from supervisor.launch.runtimes.base import Changed, Exited, Job, Report, Run, Runtime, Started, Tick, Trouble
 from supervisor.records import SessionRecord
-from supervisor.redact import redact_text
+from supervisor.redact import redact, redact_text
 
 # codex's start-up chatter on stderr is not an error
 _STDERR_NOISE = ("Reading additional input from stdin", "WARNING: proceeding, even though")
@@ -22,6 +22,18 @@ _STDERR_NOISE = ("Reading additional input from stdin", "WARNING: proceeding, ev
 def private_log(path: Path) -> IO[bytes]:
     """Open a log for appending, 0600: it may hold tool output the redactor did not catch."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+
+
+def redacted_line(line: bytes) -> bytes:
+    """An exec event with its secrets masked. Redacted as parsed JSON: in the raw text an escaped
+    newline (`\\n`) glues the next word to an `n`, and a token right after it would slip through."""
+    import orjson
+
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return redact_text(line.decode("utf-8", "replace")).encode()
+    return orjson.dumps(redact(event)) + b"\n"
 
 
 def stderr_tail(path: Path) -> str:
@@ -99,7 +111,7 @@ class HeadlessRun(Run):
                     yield Tick(tool_running=fold.tool_running)
                     continue
                 # tool output reaches exec.jsonl: store it redacted, fold the original
-                self._events_out.write(redact_text(line.decode("utf-8", "replace")).encode())
+                self._events_out.write(redacted_line(line))
                 self._events_out.flush()
                 calls = fold.tool_calls
                 changes = fold.feed(line)
