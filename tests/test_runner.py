@@ -249,3 +249,31 @@ def test_a_stall_never_overwrites_killed() -> None:
                              Trouble("model gone"), expect(job.session, "killed"), Exited(-15)]  # type: ignore[list-item]
     assert runner.supervise(job.session, ScriptedRuntime(history), job, budget_spent=lambda s: False,
                             clock=clock) == Status.KILLED
+
+
+def test_a_tool_call_before_the_guard_heard_sessionstart_stops_the_run_as_ungoverned(monkeypatch) -> None:
+    import threading
+
+    monkeypatch.setattr(runner, "GOVERNANCE_GRACE_S", 0.05)
+    job = make_session()
+    history: list[Report] = [Started(11), Changed({"thread_id": "t-1"}), Changed({}, tool_call=True),
+                             Changed({"activity": "idle"}), Exited(-15)]
+    runtime = ScriptedRuntime(history)
+    status = runner.supervise(job.session, runtime, job, budget_spent=lambda s: False,
+                              governed=threading.Event())  # the hooks never reached the guard
+    record = store.get(job.session)
+    assert status == Status.FAILED and runtime.runs[0].stopped == 1
+    assert (record["error"] or "").startswith("ungoverned: codex ran a tool call")
+
+
+def test_a_governed_run_is_left_alone() -> None:
+    import threading
+
+    job = make_session()
+    governed = threading.Event()
+    governed.set()
+    history: list[Report] = [Started(11), Changed({}, tool_call=True), Changed({"activity": "idle"}), Exited(0)]
+    runtime = ScriptedRuntime(history)
+    assert runner.supervise(job.session, runtime, job, budget_spent=lambda s: False,
+                            governed=governed) == Status.DONE
+    assert runtime.runs[0].stopped == 0
