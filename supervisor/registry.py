@@ -11,3 +11,7 @@ RUNTIMES: dict[str, str] = {
     "headless": "supervisor.launch.runtimes.headless",
     "tmux": "supervisor.launch.runtimes.tmux",
 }
+# Runtimes whose rollouts are not files under the session's CODEX_HOME on this machine (a remote one
+# lists itself here). Readers ask such a runtime where its rollout is; for the rest they look locally
+# without importing the runtime, which `ao status` would pay for on every call.
+REMOTE_ROLLOUTS: frozenset[str] = frozenset()

@@ -37,7 +37,13 @@ class SessionUsage(NamedTuple):
 
 def rollout_of(record: SessionRecord) -> str | None:
     """The session's rollout, wherever its runtime keeps it (running sessions may have none yet)."""
-    return runtimes.of(record).rollout_path(record)
+    from supervisor import registry
+
+    if record["runtime"] in registry.REMOTE_ROLLOUTS:
+        return runtimes.of(record).rollout_path(record)
+    from supervisor.launch.runtimes.local import local_rollout_path
+
+    return local_rollout_path(record)
 
 
 def _bucket_of_epoch(ts: float | None) -> str:

@@ -15,7 +15,11 @@ from typing import Any, ClassVar, Union
 
 from supervisor.errors import FatalError
 from supervisor.launch.command import LaunchSpec
+from supervisor.launch.runtimes.local import codex_home_of, local_rollout_path
 from supervisor.records import SessionRecord
+
+__all__ = ["Changed", "Exited", "Job", "Report", "Run", "Runtime", "Started", "Tick", "Trouble", "codex_home_of",
+           "local_rollout_path"]
 
 
 @dataclass(frozen=True)
@@ -127,25 +131,6 @@ class Runtime(abc.ABC):
                          "to attach to; `ao status` and `ao receipts` show what it does")
 
     def rollout_path(self, record: SessionRecord) -> str | None:
-        """Where this session's rollout is read from: a local file for local runtimes."""
-        import os
-
-        stored = record.get("rollout_path")
-        if stored and os.path.exists(stored):
-            return str(stored)
-        thread = record.get("thread_id")
-        if not thread:
-            return None
-        from supervisor.observe import locate
-
-        found = locate.find_rollout(thread, codex_home_of(record), record.get("started_at"))
-        return str(found) if found else None
-
-
-def codex_home_of(record: SessionRecord) -> Path:
-    """The CODEX_HOME a session ran with (isolated homes live under its session dir)."""
-    from supervisor import paths
-
-    launch = record.get("launch") or {}
-    home = (launch.get("env") or {}).get("CODEX_HOME")
-    return Path(home) if home else paths.codex_home()
+        """Where this session's rollout is read from: a local file for local runtimes (a remote
+        runtime overrides this and lists itself in `registry.REMOTE_ROLLOUTS`)."""
+        return local_rollout_path(record)
