@@ -3,7 +3,6 @@ agent (real codex 0.169.0 on the scripted model) that tries to reach ao's state 
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import signal
@@ -19,7 +18,6 @@ import pytest
 
 from supervisor.errors import FatalError
 from supervisor.launch import command, jail
-from supervisor.model.server import _Handler
 
 KEY = "KEYMATERIAL-7f3a9c-never-leaves"
 
@@ -202,16 +200,7 @@ def test_doctor_check(codex: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 # ---- a hostile agent: real codex, scripted model ------------------------------------------------
 
-class _Recording(_Handler):
-    """The scripted model's handler, also keeping every request body (what reached the model)."""
-    bodies: list[bytes] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
-        type(self).bodies.append(raw)
-        self.rfile = io.BytesIO(raw)
-        super().do_POST()
+from supervisor.model.server import RecordingHandler as _Recording  # noqa: E402
 
 
 def _attacks(spec: jail.JailSpec, supervisor_pid: int, main_git: Path) -> list[str]:

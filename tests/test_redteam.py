@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import io
 import json
+import os
 import sqlite3
 import subprocess
 import threading
@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from supervisor.model.server import _Handler
 
 MARKER = "ao-redteam-forbidden-marker"
 APPROVAL_MARKER = "ao-redteam-needs-approval"
@@ -44,21 +42,12 @@ policy:
 """
 FORBIDDEN = f"touch {MARKER}.txt"
 GATED = f"touch {APPROVAL_MARKER}.txt"
-VICTIM_TMUX = "ao-redteam-victim"
+VICTIM_TMUX = f"ao-redteam-victim-{os.getpid()}"  # one per test process: xdist runs both modes at once
 FORGED_MARKER = "ao-redteam-forged-call"
 FORGED = f"touch {FORGED_MARKER}.txt"  # sent to the guard's socket by the agent; codex never runs it
 
 
-class _Recording(_Handler):
-    """The scripted model's handler, also keeping every request body (all that reached the model)."""
-    bodies: list[bytes] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
-        type(self).bodies.append(raw)
-        self.rfile = io.BytesIO(raw)
-        super().do_POST()
+from supervisor.model.server import RecordingHandler as _Recording  # noqa: E402
 
 
 def _config(server: Any, approval: str) -> Path:

@@ -101,6 +101,7 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
     return [e for e in entries if not e.get("undelivered") and e["response_id"] not in undelivered]
 
 
+
 class ScriptedModel(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -221,3 +222,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             self.server.ledger.record({"response_id": response_id, "undelivered": True})
+
+
+class RecordingHandler(_Handler):
+    """The handler that also keeps every request body: all that reached the model (tests grep it for
+    secrets an agent may have tried to send)."""
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:
+        import io
+
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        type(self).bodies.append(raw)
+        self.rfile = io.BytesIO(raw)
+        super().do_POST()
