@@ -26,7 +26,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +39,9 @@ TRIALS = int(os.environ.get("R6_TRIALS", "3"))
 
 def _home(monkeypatch: Any) -> Home:
     """A home outside /tmp: codex 0.169.0 cannot make its sandbox helper under /tmp (auto-edit)."""
-    cache = ROOT / ".cache"
-    cache.mkdir(exist_ok=True)
-    return make_home(Path(tempfile.mkdtemp(prefix="r6-", dir=cache)), monkeypatch, with_codex=True)
+    from off_tmp import new_dir  # tests/ is on sys.path for test_redteam
+
+    return make_home(new_dir("r6-"), monkeypatch, with_codex=True)
 
 
 def _config(home: Home, base_url: str, approval: str, extra: str = "") -> None:

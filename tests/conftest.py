@@ -88,6 +88,19 @@ def scripted_model(tmp_path: Path) -> Iterator[Callable[[str], ScriptedModel]]:
 
 
 @pytest.fixture
+def codex_home_off_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A CODEX_HOME outside /tmp, as a user's ~/.codex is (see off_tmp.py: codex's own sandbox needs it)."""
+    import shutil
+
+    from off_tmp import new_dir
+
+    home = new_dir("codex-home-")
+    monkeypatch.setenv("CODEX_HOME", str(home))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
 def sample_repo(tmp_path: Path) -> Path:
     return make_sample_repo(tmp_path / "repos")
 

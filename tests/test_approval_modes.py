@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,18 +161,6 @@ tasks:
       - run: echo ran > proof.txt
       - say: proof written
 """
-
-
-@pytest.fixture
-def codex_home_off_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A CODEX_HOME outside /tmp, as a user's ~/.codex is: codex refuses to make its sandbox helper
-    (tmp/arg0-linux) under /tmp, and with Debian's bwrap on PATH its own sandbox needs that helper."""
-    cache = Path(__file__).resolve().parents[1] / ".cache"
-    cache.mkdir(exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="codex-home-", dir=cache))
-    monkeypatch.setenv("CODEX_HOME", str(home))
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def _wait_for(predicate, timeout: float = 90.0, step: float = 0.2):

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -235,21 +234,6 @@ def _watch_locks(paths: list[Path], stop: threading.Event, held: list[str]) -> N
                 except BlockingIOError:
                     held.append(str(path))
         time.sleep(0.05)
-
-
-@pytest.fixture
-def codex_home_off_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A CODEX_HOME outside /tmp, as a user's ~/.codex is: codex refuses to make its sandbox helper
-    (tmp/arg0-linux) under /tmp, and with Debian's bwrap on PATH its own sandbox needs that helper."""
-    import shutil
-    import tempfile
-
-    cache = Path(__file__).resolve().parents[1] / ".cache"
-    cache.mkdir(exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="codex-home-", dir=cache))
-    monkeypatch.setenv("CODEX_HOME", str(home))
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.parametrize("approval", ["skip", "auto-edit"])

@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,21 +204,6 @@ def _outputs(bodies: list[bytes]) -> list[str]:
     """The tool outputs codex sent back in the longest conversation the model saw."""
     longest = max(bodies, key=len)
     return [item["output"] for item in json.loads(longest)["input"] if item.get("type") == "function_call_output"]
-
-
-@pytest.fixture
-def codex_home_off_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A CODEX_HOME outside /tmp, as a user's ~/.codex is: codex 0.169.0 refuses to make its sandbox
-    helper (tmp/arg0-linux) under /tmp, and without it every sandboxed command fails (auto-edit)."""
-    import shutil
-    import tempfile
-
-    cache = Path(__file__).resolve().parents[1] / ".cache"
-    cache.mkdir(exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="codex-home-redteam-", dir=cache))
-    monkeypatch.setenv("CODEX_HOME", str(home))
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def _denied(entries: list[dict[str, Any]]) -> list[str]:
