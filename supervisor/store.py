@@ -105,6 +105,12 @@ def update(session: str, **fields: Any) -> None:
         con.execute(f"UPDATE sessions SET {sets} WHERE session = ?", [*fields.values(), session])
 
 
+def delete(session: str) -> None:
+    """Forget a session that never started (a spawn taken back); started ones are kept for good."""
+    with connect() as con:
+        con.execute("DELETE FROM sessions WHERE session = ? AND pid IS NULL", (session,))
+
+
 def _row(row: sqlite3.Row) -> SessionRecord:
     out = dict(row)
     out["launch"] = json.loads(out["launch"]) if out.get("launch") else {}

@@ -71,6 +71,13 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = {"config_path": config_path}
 
 
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like ^C: a half-done spawn takes back what it made
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     with error_handler(passthrough=CLICK_FLOW):  # ^C while click parses or loads a command
         cli(prog_name="ao")

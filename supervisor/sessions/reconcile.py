@@ -43,8 +43,30 @@ def end_orphan(codex_pid: int | None) -> None:
         processes.kill_tree(codex_pid)
 
 
+# A spawn records its session, then starts the session's supervisor within a second or two; a record
+# with no supervisor long after that belongs to an `ao spawn` killed in between (kill -9: a ^C or
+# SIGTERM takes the record back itself). It must not hold a slot.
+STALE_SPAWN_S = 30.0
+
+
+def is_stale_spawn(record: SessionRecord, now: float | None = None) -> bool:
+    return (record["status"] in (Status.SPAWNING, Status.QUEUED) and not record.get("pid")
+            and store.is_live(record) and (now or time.time()) - record["started_at"] > STALE_SPAWN_S)
+
+
+def release_stale_spawns() -> None:
+    """Fail every record an interrupted `ao spawn` left without a supervisor, so none holds a slot."""
+    for record in store.all_sessions():
+        if is_stale_spawn(record):
+            reconcile(record)
+
+
 def reconcile(record: SessionRecord) -> SessionRecord:
     """Bring one record up to date with the world; returns it as stored afterwards."""
+    if is_stale_spawn(record):
+        store.update(record["session"], status=Status.FAILED, activity="exited", ended_at=time.time(),
+                     error="its `ao spawn` was killed before the session's supervisor started")
+        return store.get(record["session"])
     record = fold_events(record)
     if not store.is_live(record) or not record.get("pid"):
         return record

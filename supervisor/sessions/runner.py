@@ -30,8 +30,11 @@ from supervisor.records import PR_STATUSES, SessionRecord, Status
 def wait_for_slot(session: str, limit: int, poll: float = 0.25,
                   sleep: Callable[[float], None] = time.sleep) -> None:
     """Queued sessions start in spawn order as running ones end; a file lock keeps the check atomic."""
+    from supervisor.sessions import reconcile
+
     while True:
         with file_lock(paths.ao_home() / "slots.lock"):
+            reconcile.release_stale_spawns()
             record = store.get(session)
             if record["status"] != Status.QUEUED:
                 return

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from supervisor import paths, store
 from supervisor.config import Config
@@ -182,35 +184,94 @@ def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
     session = store.new_session_id()
     while store.find(session) is not None:
         session = store.new_session_id()
+    made = _Made(session)
+    try:
+        _spawn(cfg, req, session, made)
+    except BaseException:  # refused, failed or interrupted (^C, SIGTERM): leave no trace
+        with _signals_held():
+            made.undo()
+        raise
+    return store.get(session)
+
+
+class _Made:
+    """What a spawn has made so far, so an interrupted or refused one can take it all back."""
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        self.session_dir: Path | None = None
+        self.worktree: tuple[Path, Path] | None = None  # (repo, workspace)
+        self.recorded = False
+        self.runner_pid: int | None = None
+        self.complete = False
+
+    def undo(self) -> None:
+        import shutil
+
+        if self.complete:
+            return  # the runner owns the session now; its record is whole
+        found = store.find(self.session) if self.recorded else None
+        if found is not None and found.get("pid"):
+            return  # the runner was recorded before the interrupt: the session is whole
+        if self.runner_pid:
+            from supervisor.launch import processes
+
+            processes.kill_tree(self.runner_pid, grace=1.0)
+        if self.recorded:
+            store.delete(self.session)
+        if self.worktree:
+            ws.remove_worktree(*self.worktree, delete_branch=True)
+        if self.session_dir:
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def _signals_held() -> Any:
+    """Hold ^C and SIGTERM while a spawn takes back what it made, so a second ^C cannot split it."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return held()
+
+
+def _spawn(cfg: Config, req: SpawnRequest, session: str, made: _Made) -> None:
     sdir = paths.session_dir(session)
     try:
         paths.ensure_private_dir(paths.sessions_dir())
-        paths.ensure_private_dir(sdir)
+        made.session_dir = paths.ensure_private_dir(sdir)
     except OSError as exc:
         raise FatalError(f"cannot create session dir {sdir}: {exc.strerror}") from None
     workspace, repo, branch = _pick_workspace(cfg, req, session)
+    if repo and workspace != Path(repo):
+        made.worktree = (Path(repo), workspace)
     model = req.model or cfg.data["agent"]["model"]
     approval = req.approval or cfg.data["agent"]["approval"]
-    try:
-        agents_md.install(workspace, session, cfg.project(req.project).get("rules"))
-        launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
-                              req.project, req.issue, req.prompt, policy_file=req.policy_file,
-                              unjailed=req.unjailed)
-    except FatalError:
-        if repo and workspace != Path(repo):  # a refused spawn leaves no worktree behind
-            ws.remove_worktree(Path(repo), workspace, delete_branch=True)
-        raise
+    agents_md.install(workspace, session, cfg.project(req.project).get("rules"))
+    launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
+                          req.project, req.issue, req.prompt, policy_file=req.policy_file,
+                          unjailed=req.unjailed)
+    from supervisor.sessions import reconcile
+
+    reconcile.release_stale_spawns()
     status = Status.QUEUED if store.count_running() >= launch["max_concurrent"] else Status.SPAWNING
     store.insert({
         "session": session, "name": req.name, "project": req.project, "issue": req.issue,
         "repo": repo, "workspace": str(workspace), "runtime": req.runtime, "status": status,
         "activity": None, "branch": branch, "model": model, "prompt": req.prompt, "launch": launch,
     })
+    made.recorded = True
     ledger.append(sdir, "lifecycle", {"event": "spawn", "workspace": str(workspace), "model": model,
                                       "runtime": req.runtime, "approval": approval,
                                       "jailed": launch["jail"] is not None})
-    store.update(session, pid=runner.start_detached(session))
-    return store.get(session)
+    made.runner_pid = runner.start_detached(session)
+    store.update(session, pid=made.runner_pid)
+    made.complete = True
 
 
 def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) -> SessionRecord:
