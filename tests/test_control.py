@@ -63,3 +63,12 @@ def test_a_failing_git_status_counts_as_dirty(ao, sample_repo: Path) -> None:
     out = ao("rm", session)
     assert out.returncode == 1 and "cannot tell whether" in out.stderr, out.stderr
     assert (workspace / "work.txt").exists()
+
+
+def test_send_to_a_session_that_has_not_started_says_so(ao, sample_repo: Path) -> None:
+    store.insert({"session": "ao-test-queued", "workspace": str(sample_repo), "runtime": "headless",
+                  "status": Status.QUEUED, "launch": {"argv": []}})
+    out = ao("send", "ao-test-queued", "hello")
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("ao: error: session ao-test-queued is queued and has not started yet; "
+                                  "send once it runs (`ao wait` does not help here: it waits for the end)")

@@ -1,6 +1,7 @@
 """Process trees: end one with terminate-wait-kill, and tie a child's life to its parent's."""
 from __future__ import annotations
 
+import os
 import signal
 
 
@@ -8,7 +9,7 @@ def kill_tree(pid: int | None, grace: float = 3.0) -> list[int]:
     """Terminate a process and all its descendants, wait, then kill what is left; returns the pids."""
     import psutil  # lazy: most commands never end a process
 
-    if not pid:
+    if not pid or pid <= 1 or pid == os.getpid():  # a corrupt record must never take init or ao down
         return []
     try:
         root = psutil.Process(pid)

@@ -87,6 +87,9 @@ def send(cfg: Config, session: str, message: str) -> tuple[SessionRecord, bool]:
 
     record = reconcile.reconcile(store.get(session))
     runtime = runtimes.of(record)
+    if record["status"] in (Status.QUEUED, Status.SPAWNING):
+        raise FatalError(f"session {record['session']} is {record['status']} and has not started yet; "
+                         "send once it runs (`ao wait` does not help here: it waits for the end)")
     if store.is_live(record):
         if runtime.send(record, message):
             return record, True
