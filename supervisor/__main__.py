@@ -1,3 +1,3 @@
-from supervisor.report.cli import main
+from supervisor.entry import main
 
 main()

@@ -33,6 +33,19 @@ def _traces(repo: Path) -> tuple[set[str], set[str], set[str], set[str]]:
     return sessions, dirs, trees, {b.removeprefix("ao/") for b in _branches(repo)}
 
 
+def _ao_started(pid: int, timeout: float = 20.0) -> None:
+    """Wait until ao's own first line ran (it catches SIGTERM from there on): before it, the interpreter
+    is still starting, and a signal then meets Python's handling, not ao's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as fh:
+            caught = next(int(line.split()[1], 16) for line in fh if line.startswith("SigCgt:"))
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.002)
+    raise AssertionError("ao spawn did not start in time")
+
+
 def _spawn(repo: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "supervisor", "spawn", "--headless", "--repo", str(repo),
                              "--json", "[ao-task:quick] go"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -46,7 +59,8 @@ def test_an_interrupted_spawn_leaves_no_trace_or_a_whole_session(ao, codex, scri
     outcomes = []
     for trial in range(8):
         proc = _spawn(sample_repo)
-        time.sleep(rng.uniform(0.05, 1.5))
+        _ao_started(proc.pid)
+        time.sleep(rng.uniform(0.0, 1.3))
         proc.send_signal(signal.SIGINT if trial % 2 else signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err

@@ -21,7 +21,7 @@ def module_name(path: Path) -> str:
 
 
 def room_of(module: str) -> str:
-    if module == "supervisor.__main__":
+    if module in ("supervisor.__main__", "supervisor.entry"):
         return "entry"
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in ROOMS else "core"

@@ -22,7 +22,7 @@ def test_wheel_contains_data_and_entry_point(tmp_path):
             assert f"supervisor/{folder}/{name}" in names, f"{folder}/{name} missing from the wheel"
     assert "supervisor/observe/pricing.json" in names
     entry = [n for n in names if n.endswith("entry_points.txt")][0]
-    assert "ao = supervisor.report.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "ao = supervisor.entry:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def test_installed_wheel_reads_templates_with_importlib_resources(tmp_path):

@@ -1,0 +1,23 @@
+"""The `ao` program's first code: ^C or SIGTERM while ao is still starting ends it with one line.
+
+Nothing has been made yet at that point, so exiting at once is safe; once the CLI is loaded, ^C
+raises KeyboardInterrupt again and every command unwinds (a spawn takes back what it made).
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+
+def _while_starting(_signum: int, _frame: object) -> None:
+    os.write(2, b"ao: interrupted\n")
+    os._exit(130)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, _while_starting)
+    signal.signal(signal.SIGTERM, _while_starting)
+    from supervisor.report.cli import main as cli_main  # the imports are most of ao's start-up
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    cli_main()  # sets its own SIGTERM handler
