@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from supervisor.observe import activity
+from supervisor.observe import codex_format as cf
 
 
 def line(kind, ts="2026-11-21T10:00:00.000Z", top="event_msg"):
@@ -34,7 +35,7 @@ def test_tail_skips_partial_and_garbage_lines(tmp_path):
     path = tmp_path / "rollout.jsonl"
     path.write_bytes(b"x" * 70000 + b"\n" + b"\xff\xfe garbage\n" + line("task_complete").encode() + b'{"partial')
     events = activity.last_events(path)
-    assert [activity.kind_of(e) for e in events] == ["task_complete"]
+    assert [cf.line_kind(e) for e in events] == ["task_complete"]
 
 
 def test_watch_wakes_on_a_growing_rollout(tmp_path):

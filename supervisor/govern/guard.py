@@ -7,13 +7,14 @@ answer a waiting server, and `session_governance` is what `ao status` reads.
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
 from typing import TYPE_CHECKING, Any
 
-from supervisor.govern import lean
-from supervisor.govern.targets import command_targets, patch_files, path_rule_hit, resolve_path
+from supervisor.govern.targets import command_targets, patch_files, path_rule_hit, resolve_path, rule_regex
+from supervisor.observe import codex_format as cf
 from supervisor.redact import redact
 
 if TYPE_CHECKING:
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 
     from supervisor.observe.pricing import Price
 
-PRE, POST, PROMPT, START, STOP = "PreToolUse", "PostToolUse", "UserPromptSubmit", "SessionStart", "Stop"
+# the hook events the guard answers, named where codex's formats are
+PRE, POST, PROMPT, START, STOP = (cf.Hook.PRE_TOOL_USE, cf.Hook.POST_TOOL_USE, cf.Hook.USER_PROMPT_SUBMIT,
+                                  cf.Hook.SESSION_START, cf.Hook.STOP)
 EVENTS = (START, PROMPT, PRE, POST, STOP)
-DENY_EXIT = 2
 STATE = "guard-state.json"
 POLICY = "policy.json"
 MAX_TEXT = 2000               # receipts: the command as the ledger shows it
@@ -56,19 +58,23 @@ def read_regular(path: str, limit: int = MAX_FILE) -> bytes:
         os.close(fd)
 
 
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def write_json_atomic(path: str, value: Any) -> None:
     from pathlib import Path
 
     from supervisor import paths
 
-    paths.atomic_write(Path(path), lean.dumps(value), mode=0o600)
+    paths.atomic_write(Path(path), compact_json(value), mode=0o600)
 
 
 def load_policy(session_dir: str, session: str) -> dict[str, Any]:
     """The compiled policy (policy.compile_policy), checked to be this session's."""
     path = os.path.join(session_dir, POLICY)
     try:
-        policy = lean.loads(read_regular(path))
+        policy = json.loads(read_regular(path))
     except (OSError, ValueError, GuardError) as exc:
         raise GuardError(f"cannot read the session policy {path}: {exc}") from None
     if not isinstance(policy, dict) or policy.get("format") != 1 or policy.get("session") != session \
@@ -83,7 +89,7 @@ def load_policy(session_dir: str, session: str) -> dict[str, Any]:
 def read_state(session_dir: str) -> dict[str, Any]:
     path = os.path.join(session_dir, STATE)
     try:
-        state = lean.loads(read_regular(path))
+        state = json.loads(read_regular(path))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, GuardError) as exc:
@@ -128,7 +134,7 @@ def command_text(payload: dict[str, Any]) -> str:
         return tool_input["cmd"]
     if isinstance(tool_input, str):
         return tool_input
-    return f"{payload.get('tool_name', '')} {lean.dumps(tool_input)}"
+    return f"{payload.get('tool_name', '')} {compact_json(tool_input)}"
 
 
 def mcp_hit(policy: dict[str, Any], tool_name: str) -> str | None:
@@ -137,27 +143,25 @@ def mcp_hit(policy: dict[str, Any], tool_name: str) -> str | None:
     server, _, tool = tool_name[5:].partition("__")
     subject = f"{server}/{tool}"
     mcp = policy.get("mcp") or {}
-    programs = policy.get("programs") or {}
     for regex, name in zip(mcp.get("deny", []), mcp.get("deny_names", []), strict=False):
-        if lean.compiled_regex(regex, programs.get(regex)).fullmatch(subject):
+        if rule_regex(regex).fullmatch(subject):
             return f"MCP tool {subject} is denied by policy (mcp.deny: {name})"
     allow = mcp.get("allow") or []
-    if allow and not any(lean.compiled_regex(regex, programs.get(regex)).fullmatch(subject) for regex in allow):
+    if allow and not any(rule_regex(regex).fullmatch(subject) for regex in allow):
         return f"MCP tool {subject} is not in the policy's mcp.allow list"
     return None
 
 
-def first_match(rules: list[dict[str, str]], text: str,
-                programs: dict[str, Any] | None = None) -> tuple[int, dict[str, str]] | None:
+def first_match(rules: list[dict[str, str]], text: str) -> tuple[int, dict[str, str]] | None:
     for number, rule in enumerate(rules):
-        if lean.compiled_regex(rule["pattern"], (programs or {}).get(rule["pattern"])).search(text):
+        if rule_regex(rule["pattern"]).search(text):
             return number, rule
     return None
 
 
 def rule_denial(policy: dict[str, Any], payload: dict[str, Any], text: str) -> tuple[str, str] | None:
     """(reason, rule name) when forbidden_commands, forbidden_paths or the MCP lists deny the call."""
-    hit = first_match(policy.get("forbidden_commands") or [], text, policy.get("programs"))
+    hit = first_match(policy.get("forbidden_commands") or [], text)
     if hit:
         return hit[1]["reason"], f"forbidden_commands[{hit[0]}]"
     tool_name = str(payload.get("tool_name") or "")
@@ -175,7 +179,7 @@ def rule_denial(policy: dict[str, Any], payload: dict[str, Any], text: str) -> t
 
 
 def approval_gate(policy: dict[str, Any], text: str) -> tuple[int, dict[str, str]] | None:
-    return first_match(policy.get("approval_required") or [], text, policy.get("programs"))
+    return first_match(policy.get("approval_required") or [], text)
 
 
 def call_body(event: str, payload: dict[str, Any], text: str) -> dict[str, Any]:
@@ -292,7 +296,7 @@ def write_approval(home: str, record: dict[str, Any]) -> None:
 
 
 def read_approval(home: str, approval_id: str) -> dict[str, Any]:
-    record = lean.loads(read_regular(_approval_path(home, approval_id)))
+    record = json.loads(read_regular(_approval_path(home, approval_id)))
     if not isinstance(record, dict):
         raise GuardError(f"approval {approval_id} is not a JSON object")
     return record

@@ -43,7 +43,6 @@ MAX_READ_PER_CALL = 256 << 20  # rollout bytes priced per call; the rest on the 
 ANSWER_MARGIN_S = 0.5          # answer this long before the client's deadline, or deny
 # codex kills a hook at its timeout and then RUNS the call, so the client gives up GUARD_MARGIN_S
 # before that and denies (hooks.py sets both).
-DEFAULT_DEADLINE_S = 20.0
 POLL_S = 0.2
 STRING_FIELDS = ("session_id", "turn_id", "transcript_path", "cwd", "hook_event_name", "model",
                  "permission_mode", "tool_name", "tool_use_id", "prompt", "last_assistant_message", "source")
@@ -320,13 +319,12 @@ class GuardServer:
         return allowed, reason
 
     def _post_tool_use(self, payload: dict[str, Any], peer_pid: int) -> None:
-        from supervisor.govern import lean
 
         text = guard.command_text(payload)
         origin = self._origin(guard.POST, payload, text, time.monotonic() + provenance.CONFIRM_WAIT_S)
         body = guard.call_body(guard.POST, payload, text)
         response = payload.get("tool_response")
-        response_text = response if isinstance(response, str) else lean.dumps(response)
+        response_text = response if isinstance(response, str) else guard.compact_json(response)
         body["response"] = response_text[:guard.MAX_TEXT]  # the output, not the command: a head is enough
         body["response_len"] = len(response_text)
         body["peer_pid"] = peer_pid
@@ -338,7 +336,7 @@ class GuardServer:
             self._record("tool_call", ledger.as_claim(body, "guard_socket"), self._prompt_hash)
             return
         if payload.get("tool_name") == "update_plan":  # codex's own plan tool
-            self._record_plans(payload, [lean.dumps(payload.get("tool_input"))], "update_plan")
+            self._record_plans(payload, [guard.compact_json(payload.get("tool_input"))], "update_plan")
         self._update_spend(payload)
         body["plan_hash"] = self._plan_hash
         self._record("tool_call", body, self._prompt_hash)

@@ -22,7 +22,6 @@ from supervisor.launch.command import toml_value
 
 TRUST_FLAG = "--dangerously-bypass-hook-trust"
 EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop")
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 CLIENT_SOURCE = Path(__file__).with_name("hook_client.py")
 # Codex kills a hook at its timeout and then lets the call run, so the client gives up (and
 # denies) GUARD_MARGIN_S before codex would.

@@ -14,7 +14,6 @@ from typing import Any
 
 from supervisor import paths
 from supervisor.errors import FatalError
-from supervisor.govern import lean
 
 FORMAT = 1
 DEFAULT_APPROVAL_TIMEOUT_S = 300.0
@@ -232,8 +231,6 @@ def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
         glob = glob[2:] if glob.startswith("./") else glob
         rules.append({"glob": rule["glob"], "reason": rule["reason"], "absolute": absolute,
                       "regex": glob_to_regex(glob.rstrip("/")), "prefix": _literal_prefix(glob)})
-    regexes = [r["pattern"] for r in [*policy.forbidden_commands, *policy.approval_required]]
-    regexes += [r["regex"] for r in rules]
     mcp_allow, mcp_deny = [_mcp_regex(n) for n in policy.mcp_allow], [_mcp_regex(n) for n in policy.mcp_deny]
     return {
         "format": FORMAT,
@@ -245,8 +242,6 @@ def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
         "approval_required": policy.approval_required,
         "mcp": {"allow": mcp_allow, "deny": mcp_deny,
                 "allow_names": policy.mcp_allow, "deny_names": policy.mcp_deny},
-        # each regex precompiled once (see lean.py); the guard server reuses the programs
-        "programs": {r: lean.regex_program(r) for r in [*regexes, *mcp_allow, *mcp_deny]},
         "budget_usd": policy.budget_usd,
         "allow_repo_hooks": policy.allow_repo_hooks,
         "approval_timeout_s": policy.approval_timeout_s,

@@ -7,10 +7,18 @@ shrinks to the folder before it, which errs towards denying. Stdlib only: it run
 from __future__ import annotations
 
 import os
+import re
+from functools import lru_cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+
+@lru_cache(maxsize=1024)
+def rule_regex(pattern: str) -> re.Pattern[str]:
+    """A policy pattern, compiled once for the guard server's life."""
+    return re.compile(pattern)
 
 
 _REDIRECTS = (">", ">>", ">|", "&>", "&>>")
@@ -243,9 +251,7 @@ def resolve_path(target: str, cwd: str) -> str:
 
 
 def path_rule_hit(policy: dict[str, Any], targets: list[tuple[str, bool]]) -> dict[str, Any] | None:
-    from supervisor.govern import lean
 
-    programs = policy.get("programs") or {}
     workspace = policy["workspace"]
     for path, subtree in targets:
         rel = os.path.relpath(path, workspace)
@@ -257,7 +263,7 @@ def path_rule_hit(policy: dict[str, Any], targets: list[tuple[str, bool]]) -> di
             candidates = [subject]
             while "/" in candidates[-1].strip("/"):
                 candidates.append(candidates[-1].rsplit("/", 1)[0] or "/")
-            regex = lean.compiled_regex(rule["regex"], programs.get(rule["regex"]))
+            regex = rule_regex(rule["regex"])
             if any(regex.fullmatch(c) for c in candidates):
                 return rule
             prefix = rule["prefix"]

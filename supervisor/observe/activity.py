@@ -14,7 +14,6 @@ from supervisor.observe import codex_format as cf
 TAIL_BYTES = 64 * 1024
 STALE_AFTER = 300.0  # a turn with no event for this long is reported idle, not active
 
-kind_of = cf.line_kind  # old name, kept for callers
 
 
 def last_events(path: Path, limit: int = TAIL_BYTES) -> list[dict[str, Any]]:

@@ -191,7 +191,6 @@ TURN_CONTEXT_MARKER = b'"type":"turn_context"'
 SESSION_META_MARKER = b'"type":"session_meta"'
 SETTINGS_MARKER = b'"type":"thread_settings_applied"'
 USAGE_MARKERS = (RECORD_MARKER, TOKEN_COUNT_MARKER, TURN_CONTEXT_MARKER, SESSION_META_MARKER, SETTINGS_MARKER)
-RECORD_NEEDLE = b'"token_usage_record"'   # looser: also found if codex ever adds a space
 TOKEN_COUNT_NEEDLE = b'"token_count"'
 USER_NEEDLE = b'"user"'
 _T = b'"type":"t'
