@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 from supervisor import paths, store
 from supervisor.errors import FatalError
@@ -163,16 +164,6 @@ tasks:
 """
 
 
-def _wait_for(predicate, timeout: float = 90.0, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
-
-
 def _turn_contexts(rollout: str) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in Path(rollout).read_text().splitlines() if line.strip()]
     return [row["payload"] for row in rows if row.get("type") == "turn_context"]
@@ -212,7 +203,7 @@ def test_each_mode_spawns_runs_its_command_and_finishes(runtime: str, approval: 
         assert waited.returncode == 0, (waited.stdout, waited.stderr, store.get(session).get("error"))
         assert store.get(session)["status"] == "done"
     else:  # the TUI stays open after its turn: finished means codex recorded the turn complete
-        _wait_for(lambda: _turn_completed(store.get(session).get("rollout_path")))
+        wait_for(lambda: _turn_completed(store.get(session).get("rollout_path")), timeout=90.0)
     assert (workspace / "proof.txt").read_text() == "ran\n"  # the command really ran, in its workspace
     record = store.get(session)
     argv = record["launch"]["argv"]

@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from polling import wait_for
 
 from supervisor.launch import command
 from supervisor.model.server import read_ledger
@@ -114,14 +114,6 @@ def kill_tree(proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=10)
 
 
-def wait_for(predicate: Any, timeout: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def rollout_with(home: Path, needle: str) -> bool:
     return any(needle in p.read_text(errors="replace") for p in (home / "sessions").rglob("rollout-*.jsonl"))
 
@@ -150,7 +142,7 @@ def test_cost_all_equals_the_ledger(codex, scripted_model, config_for, sample_re
     # as a token_usage_record, in the rollout; codex is dead before it could ask for anything else,
     # so ledger and rollouts describe the same set of responses
     slow = agent.start("[ao-task:slow] take your time")
-    wait_for(lambda: any(e["step"] == 1 and e["task"] == "slow" for e in read_ledger(ledger_path)), what="sleep step")
+    wait_for(lambda: any(e["step"] == 1 and e["task"] == "slow" for e in read_ledger(ledger_path)), what="sleep step", step=0.1)
     sleep_response = next(e["response_id"] for e in read_ledger(ledger_path) if e["task"] == "slow" and e["step"] == 1)
     wait_for(lambda: rollout_with(home, sleep_response), what="the sleep response in the rollout")
     wait_for(lambda: any("sleep" in " ".join(c.cmdline()) for c in psutil.Process(slow.pid).children(recursive=True)),

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import psutil
+from polling import wait_for
 
 from supervisor import store
 from supervisor.launch import agents_md
@@ -35,16 +36,6 @@ tasks:
       - say: ok
         usage: {input: 500, cached_input: 0, output: 5, reasoning: 0}
 """
-
-
-def wait_for(predicate, timeout=60.0, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 def _cmdline(proc: psutil.Process) -> str:
