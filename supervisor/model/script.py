@@ -1,4 +1,4 @@
-"""Parse and validate a model script: tasks made of steps (run, edit, say, refuse) with usage."""
+"""Parse and validate a model script: tasks made of steps (run, edit, say, refuse, call) with usage."""
 from __future__ import annotations
 
 import re
@@ -14,7 +14,8 @@ from supervisor.errors import FatalError
 
 MARKER = re.compile(r"\[ao-task:([A-Za-z0-9_.\-]+)\]")
 USAGE_KEYS = ("input", "cached_input", "output", "reasoning")
-STEP_KINDS = ("run", "edit", "say", "refuse")
+STEP_KINDS = ("run", "edit", "say", "refuse", "call")
+# `message` on a run or call step: an assistant message sent in the same response, before the call
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,12 @@ class Usage:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str          # run | edit | say | refuse
-    text: str          # the command, the message or the refusal
+    kind: str          # run | edit | say | refuse | call
+    text: str          # the command, the message, the refusal, or a call's arguments (JSON)
     usage: Usage
+    tool: str | None = None     # call: the function name the model calls (e.g. mcp__ao__register_intent_plan)
+    message: str | None = None  # run/call: an assistant message before the call, in the same response
+    namespace: str | None = None  # call: the tool's namespace (codex 0.169.0 offers MCP tools as `mcp__<server>`)
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Task:
     name: str
     steps: list[Step]
     followup: list[Step] = field(default_factory=list)
+    loop: bool = False  # start the steps again instead of ending the turn: a turn that never ends
 
 
 @dataclass
@@ -96,16 +101,30 @@ def _step(raw: Any, where: str, default: Usage) -> Step:
     if not isinstance(raw, dict):
         raise FatalError(f"{where}: a step is a mapping with one of {', '.join(STEP_KINDS)}")
     kinds = [k for k in STEP_KINDS if k in raw]
-    extra = set(raw) - set(STEP_KINDS) - {"usage"}
+    extra = set(raw) - set(STEP_KINDS) - {"usage", "message"}
     if len(kinds) != 1 or extra:
         raise FatalError(f"{where}: a step needs exactly one of {', '.join(STEP_KINDS)} (and optional usage)")
     kind = kinds[0]
     usage = _usage(raw.get("usage"), where, default)
+    message = raw.get("message")
+    if message is not None and (kind not in ("run", "edit", "call") or not isinstance(message, str)):
+        raise FatalError(f"{where}: `message` is a string, and only on a run, edit or call step")
     if kind == "edit":
-        return Step("run", _edit_command(raw["edit"], where), usage)
+        return Step("run", _edit_command(raw["edit"], where), usage, message=message)
+    if kind == "call":
+        call = raw["call"]
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"] \
+                or not isinstance(call.get("arguments", {}), dict) or set(call) - {"name", "arguments", "namespace"} \
+                or not isinstance(call.get("namespace", ""), str):
+            raise FatalError(f"{where}: call needs `name` (the tool's function name), `arguments` (a mapping) "
+                             "and, for a tool in a namespace such as mcp__ao, `namespace`")
+        import json
+
+        return Step("call", json.dumps(call.get("arguments", {})), usage, tool=call["name"], message=message,
+                    namespace=call.get("namespace"))
     if not isinstance(raw[kind], str):
         raise FatalError(f"{where}: `{kind}` must be a string")
-    return Step(kind, raw[kind], usage)
+    return Step(kind, raw[kind], usage, message=message)
 
 
 def _steps(raw: Any, where: str, default: Usage) -> list[Step]:
@@ -124,10 +143,13 @@ def parse(doc: Any, source: str = "<script>") -> Script:
     tasks: dict[str, Task] = {}
     for name, body in doc["tasks"].items():
         where = f"{source}: tasks.{name}"
-        if not isinstance(body, dict) or "steps" not in body or set(body) - {"steps", "followup"}:
-            raise FatalError(f"{where}: a task is a mapping with `steps` (and optional `followup`)")
+        if not isinstance(body, dict) or "steps" not in body or set(body) - {"steps", "followup", "loop"}:
+            raise FatalError(f"{where}: a task is a mapping with `steps` (and optional `followup`, `loop`)")
+        if not isinstance(body.get("loop", False), bool):
+            raise FatalError(f"{where}: `loop` must be true or false")
         followup = _steps(body["followup"], f"{where}.followup", default) if "followup" in body else []
-        tasks[str(name)] = Task(str(name), _steps(body["steps"], f"{where}.steps", default), followup)
+        tasks[str(name)] = Task(str(name), _steps(body["steps"], f"{where}.steps", default), followup,
+                                bool(body.get("loop", False)))
     default_task = doc.get("default_task")
     if default_task is not None and default_task not in tasks:
         raise FatalError(f"{source}: default_task {default_task!r} is not one of the tasks")

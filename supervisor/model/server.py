@@ -68,6 +68,8 @@ def plan_reply(script: Script, body: Any, route: str | None) -> tuple[Task, int,
     done = sum(1 for item in items[last_prompt:] if item.get("type") in outputs)
     if done < len(steps):
         return task, done, steps[done]
+    if task.loop:
+        return task, done, steps[done % len(steps)]
     return task, done, Step("say", "Done.", steps[-1].usage)
 
 
@@ -190,15 +192,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, body: dict[str, Any], task: Task, index: int, step: Step) -> None:
         response_id = "resp_" + uuid.uuid4().hex
         model = self.server.model_name or str(body.get("model") or "unknown")
-        if step.kind == "run":
-            item: dict[str, object] = {"type": "function_call", "id": "fc_" + uuid.uuid4().hex, "name": "exec_command",
-                    "arguments": json.dumps({"cmd": step.text}), "call_id": "call_" + uuid.uuid4().hex}
+        items: list[dict[str, object]] = []
+        if step.message is not None:  # said before the call, in the same response
+            items.append({"type": "message", "role": "assistant", "id": "msg_" + uuid.uuid4().hex,
+                          "content": [{"type": "output_text", "text": step.message}]})
+        if step.kind in ("run", "call"):
+            items.append({"type": "function_call", "id": "fc_" + uuid.uuid4().hex,
+                          "name": step.tool if step.kind == "call" else "exec_command",
+                          "arguments": step.text if step.kind == "call" else json.dumps({"cmd": step.text}),
+                          "call_id": "call_" + uuid.uuid4().hex,
+                          **({"namespace": step.namespace} if step.namespace else {})})
         else:
-            item = {"type": "message", "role": "assistant", "id": "msg_" + uuid.uuid4().hex,
-                    "content": [{"type": "output_text", "text": step.text}]}
+            items.append({"type": "message", "role": "assistant", "id": "msg_" + uuid.uuid4().hex,
+                          "content": [{"type": "output_text", "text": step.text}]})
         events: list[tuple[str, dict[str, object]]] = [
             ("response.created", {"response": {"id": response_id, "model": model}}),
-            ("response.output_item.done", {"output_index": 0, "item": item}),
+            *[("response.output_item.done", {"output_index": n, "item": item}) for n, item in enumerate(items)],
             ("response.completed", {"response": {"id": response_id, "model": model,
                                                  "usage": step.usage.as_api()}}),
         ]
