@@ -59,6 +59,7 @@ SCHEMA: dict[str, Any] = {"keys": {
     "runtime": list(RUNTIMES),
     "workspace": ["worktree", "in-place"],
     "max_concurrent": "int",
+    "slots": ["active", "alive"],
     "budget_usd": {"nullable": "number"},
     "stall_after_s": "number",
     "projects": {"values": _PROJECT},
@@ -80,6 +81,8 @@ DEFAULTS: dict[str, Any] = {
     "runtime": "tmux",
     "workspace": "worktree",
     "max_concurrent": 8,
+    # `active`: an interactive agent waiting for its user gives its slot back; `alive`: every live codex holds one
+    "slots": "active",
     "budget_usd": None,
     "stall_after_s": 60,
     "projects": {},
@@ -367,27 +370,39 @@ def review(raw: Any, base: dict[str, Any], file: str) -> list[Refusal]:
     if raw.get("pricing"):
         refuse(raw, "pricing", "pricing", "changes the prices budgets are counted in")
     if "policy" in raw and not (raw["policy"] is None and base.get("policy") is None):
-        _review_policy(raw, "policy", "policy", refuse)
+        _review_policy(raw, "policy", "policy", refuse, base)
     projects = raw.get("projects")
     if isinstance(projects, dict):
         for name, project in projects.items():
             if isinstance(project, dict) and "policy" in project:
-                _review_policy(project, "policy", f"projects.{name}.policy", refuse)
+                _review_policy(project, "policy", f"projects.{name}.policy", refuse, base)
     return out
 
 
-def _review_policy(parent: Any, key: str, dotted: str, refuse: Any) -> None:
+def _review_policy(parent: Any, key: str, dotted: str, refuse: Any, base: dict[str, Any]) -> None:
     node = parent[key]
     if not isinstance(node, dict):
         refuse(parent, key, dotted, "replaces the policy (only added rules are allowed)")
         return
     for sub, value in node.items():
+        if sub == "plan" and value == "enforce":
+            continue  # enforcing a plan only tightens
+        if sub == "budget_usd_per_day" and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value >= 0 and _daily_at_most(base, value):
+            continue  # a lower (or first) daily ceiling only tightens
         if sub not in ADDITIVE_POLICY:
             refuse(node, sub, f"{dotted}.{sub}", "loosens or replaces a policy setting (only added rules are allowed)")
         elif sub == "mcp" and isinstance(value, dict):
             for part in value:
                 if part != "deny":
                     refuse(value, part, f"{dotted}.mcp.{part}", "widens the MCP allow-list (only deny is allowed)")
+
+
+def _daily_at_most(base: dict[str, Any], value: float) -> bool:
+    """True when a repository's daily ceiling is no higher than the user's own (or the user set none)."""
+    policy = base.get("policy")
+    mine = policy.get("budget_usd_per_day") if isinstance(policy, dict) else None
+    return mine is None or value <= mine
 
 
 def trust_config(path: Path | str) -> str:

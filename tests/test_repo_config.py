@@ -239,3 +239,21 @@ def test_the_shipped_sample_config_is_accepted_untrusted() -> None:
     sample = Path(__file__).resolve().parents[1] / config.CONFIG_NAME
     Path(config.CONFIG_NAME).write_bytes(sample.read_bytes())
     assert config.load().data["provider"] is None
+
+
+def test_a_repository_may_only_tighten_plans_and_daily_ceilings(tmp_path, monkeypatch):
+    from supervisor import config
+
+    user = config.user_config_file()
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text("policy:\n  budget_usd_per_day: 10\n")
+    base = config.user_base()[0]
+
+    def refused(text: str) -> list[str]:
+        path = tmp_path / "agent-orchestrator.yaml"
+        path.write_text(text)
+        return [r.key for r in config.review(config.load_raw(path), base, str(path))]
+
+    assert refused("policy:\n  plan: enforce\n  budget_usd_per_day: 5\n") == []
+    assert refused("policy:\n  plan: 'off'\n") == ["policy.plan"]
+    assert refused("policy:\n  budget_usd_per_day: 50\n") == ["policy.budget_usd_per_day"]

@@ -4,8 +4,8 @@ Two files under `$AO_HOME/sessions/<session>/`:
 - `ledger.spool.jsonl`: unsigned events, one O_APPEND write each, for writers that must not load
   the crypto library (the runner's exit, the wrappers' events). Anyone with the user's uid can write
   it, the agent included, so its lines are sealed as what they are: `wrapper_event` lines become
-  claims, and a spooled `guard_decision`, `approval` or `budget_stop` is sealed as a
-  `forged_spool_line`. Those three kinds reach the ledger only through `LedgerWriter`, which the
+  claims, and a spooled guard kind (`guard_decision`, `approval`, `budget_*`, `operator`) is sealed
+  as a `forged_spool_line`. Those kinds reach the ledger only through `LedgerWriter`, which the
   guard side holds, with the key in memory.
 - `ledger.jsonl`: the signed ledger. Each line carries a seq, the sha256 of the previous line
   (`prev`), how far into the spool it has read (`spool`, so a crash never seals a spool line twice)
@@ -31,9 +31,12 @@ from supervisor.errors import FatalError
 from supervisor.locking import file_lock
 from supervisor.redact import redact
 
-KINDS = ("tool_call", "wrapper_event", "guard_decision", "approval", "budget_stop", "lifecycle")
-# Decisions only the guard side makes; a spool line claiming one of these kinds is a forgery.
-GUARD_KINDS = frozenset(("guard_decision", "approval", "budget_stop"))
+KINDS = ("tool_call", "wrapper_event", "guard_decision", "approval", "budget_stop", "budget_exhausted",
+         "budget_warning", "operator", "lifecycle")
+# Decisions only the guard side (or the operator's own ao command) makes; a spool line claiming one of
+# these kinds is a forgery.
+GUARD_KINDS = frozenset(("guard_decision", "approval", "budget_stop", "budget_exhausted", "budget_warning",
+                         "operator"))
 LEDGER = "ledger.jsonl"
 SPOOL = "ledger.spool.jsonl"
 KEY_NAME = "ledger_ed25519"

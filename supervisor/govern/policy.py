@@ -3,9 +3,19 @@
 A policy comes from the config's top-level `policy:`, a project's `policy:` (merged on top), or a
 separate YAML file (`policy: path/to/policy.yaml`, relative to the config file). Lists add up,
 scalars from the more specific source win.
+
+Every rule remembers where it came from (scope, file, line): the compiled policy carries them as a
+`sources` map keyed by the rule names the guard reports (`forbidden_commands[0]`,
+`forbidden_paths <glob>`, `approval_required[0]`, `mcp`, `budget_usd`, ...), so `ao policy` can
+answer "who forbade this?" and `ao guard pause` can name a rule.
+
+`budget_usd_per_day` is a daily ceiling summed over sessions: set in a config's top-level policy it
+is the global ceiling (all sessions); set in a project's policy or a `--policy` file it is the
+project's ceiling (the session's project, or all sessions when it has none).
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -19,7 +29,11 @@ FORMAT = 1
 DEFAULT_APPROVAL_TIMEOUT_S = 300.0
 POLICY_FILE = "policy.json"
 RULE_LISTS = {"forbidden_commands": "pattern", "forbidden_paths": "glob", "approval_required": "pattern"}
-KEYS = (*RULE_LISTS, "mcp", "budget_usd", "allow_repo_hooks", "approval_timeout_s")
+KEYS = (*RULE_LISTS, "mcp", "budget_usd", "allow_repo_hooks", "approval_timeout_s", "plan", "budget_usd_per_day")
+PLAN_MODES = ("off", "enforce")
+GLOBAL_SCOPE = "global"
+POLICY_FILE_SCOPE = "--policy"
+BUILTIN_SCOPE = "builtin"
 
 
 @dataclass
@@ -32,6 +46,20 @@ class Policy:
     budget_usd: float | None = None
     allow_repo_hooks: bool = False
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    plan: str = "off"
+    budget_usd_per_day_global: float | None = None
+    budget_usd_per_day_project: float | None = None
+    # rule name -> {"scope", "file", "line"}: where the rule (or the scalar's winning value) was set
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def rule_name(kind: str, index_or_glob: int | str) -> str:
+    """The name the guard reports for a rule: `forbidden_commands[2]`, `forbidden_paths backup/**`."""
+    return f"forbidden_paths {index_or_glob}" if kind == "forbidden_paths" else f"{kind}[{index_or_glob}]"
+
+
+def _origin(scope: str, file: str, line: int | None) -> dict[str, Any]:
+    return {"scope": scope, "file": file, "line": line}
 
 
 def _line(node: Any, key: Any, fallback: int | None) -> int | None:
@@ -126,18 +154,27 @@ def _names(raw: Any, where: str, file: str, line: int | None) -> list[str]:
     return [str(v) for v in raw]
 
 
-def parse(raw: Any, file: str, line: int | None = 1, base: Policy | None = None) -> Policy:
-    """Validate one policy mapping (round-trip YAML keeps line numbers) and merge it onto `base`."""
-    fields: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in vars(base or Policy()).items()}
-    policy = Policy(**fields)
+def parse(raw: Any, file: str, line: int | None = 1, base: Policy | None = None,
+          scope: str = POLICY_FILE_SCOPE) -> Policy:
+    """Validate one policy mapping (round-trip YAML keeps line numbers) and merge it onto `base`.
+
+    `scope` says whose word it is (`global`, `project NAME`, `--policy`) for the rules' sources.
+    """
+    policy = Policy(**copy.deepcopy(vars(base or Policy())))
     if raw is None:
         return policy
     if not isinstance(raw, dict):
         raise _fail(file, line, "policy", f"must be a mapping with keys {', '.join(KEYS)}")
     for key, value in raw.items():
         at = _line(raw, key, line)
+        origin = _origin(scope, file, at)
         if key in RULE_LISTS:
-            getattr(policy, key).extend(_rules(value, key, file, at))
+            rules, start = _rules(value, key, file, at), len(getattr(policy, key))
+            getattr(policy, key).extend(rules)
+            for i, rule in enumerate(rules):
+                name = rule_name(key, rule["glob"] if key == "forbidden_paths" else start + i)
+                # a repeated glob is one rule name; the first place that set it stays its source
+                policy.sources.setdefault(name, _origin(scope, file, _line(value, i, at)))
         elif key == "mcp":
             if not isinstance(value, dict) or set(value) - {"allow", "deny"}:
                 raise _fail(file, at, "policy.mcp", "must be a mapping with `allow` and/or `deny` lists")
@@ -145,40 +182,58 @@ def parse(raw: Any, file: str, line: int | None = 1, base: Policy | None = None)
                 if sub in value:
                     getattr(policy, f"mcp_{sub}").extend(
                         _names(value[sub], f"policy.mcp.{sub}", file, _line(value, sub, at)))
+            if "mcp" in policy.sources:  # the lists add up, so every place that added to them is a source
+                policy.sources["mcp"].setdefault("also", []).append(origin)
+            else:
+                policy.sources["mcp"] = origin
         elif key == "budget_usd":
             if value is not None and (not _number(value) or value < 0):
                 raise _fail(file, at, "policy.budget_usd", f"must be a non-negative number, got {value!r}")
             policy.budget_usd = None if value is None else float(value)
+            policy.sources["budget_usd"] = origin
         elif key == "approval_timeout_s":
             if not _number(value) or value <= 0:
                 raise _fail(file, at, "policy.approval_timeout_s", f"must be a positive number, got {value!r}")
             policy.approval_timeout_s = float(value)
+            policy.sources["approval_timeout_s"] = origin
         elif key == "allow_repo_hooks":
             if not isinstance(value, bool):
                 raise _fail(file, at, "policy.allow_repo_hooks", f"must be true or false, got {value!r}")
             policy.allow_repo_hooks = value
+            policy.sources["allow_repo_hooks"] = origin
+        elif key == "plan":
+            if value not in PLAN_MODES:
+                raise _fail(file, at, "policy.plan", f"must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+            policy.plan = str(value)
+            policy.sources["plan"] = origin
+        elif key == "budget_usd_per_day":
+            if value is not None and (not _number(value) or value < 0):
+                raise _fail(file, at, "policy.budget_usd_per_day", f"must be a non-negative number, got {value!r}")
+            level = "global" if scope == GLOBAL_SCOPE else "project"
+            setattr(policy, f"budget_usd_per_day_{level}", None if value is None else float(value))
+            policy.sources[f"budget_usd_per_day.{level}"] = origin
         else:
             raise _fail(file, at, "policy", f"unknown key {key}; allowed keys: {', '.join(KEYS)}")
     return policy
 
 
-def load_file(path: Path, base: Policy | None = None) -> Policy:
+def load_file(path: Path, base: Policy | None = None, scope: str = POLICY_FILE_SCOPE) -> Policy:
     """A separate policy YAML: either the policy mapping itself or a document with a `policy:` key."""
     from supervisor import config as config_mod  # ruamel is heavy; never on the guard's path
 
     doc = config_mod.load_raw(path)
     if isinstance(doc, dict) and set(doc) == {"policy"}:
-        return parse(doc["policy"], str(path), _line(doc, "policy", 1), base)
-    return parse(doc, str(path), 1, base)
+        return parse(doc["policy"], str(path), _line(doc, "policy", 1), base, scope)
+    return parse(doc, str(path), 1, base, scope)
 
 
-def _section(node: Any, file: Path, line: int | None, base: Policy | None) -> Policy:
+def _section(node: Any, file: Path, line: int | None, base: Policy | None, scope: str) -> Policy:
     if isinstance(node, str):  # `policy: ./policy.yaml`
         target = (file.parent / node).expanduser()
         if not target.is_file():
             raise _fail(str(file), line, "policy", f"policy file not found: {target}")
-        return load_file(target, base)
-    return parse(node, str(file), line, base)
+        return load_file(target, base, scope)
+    return parse(node, str(file), line, base, scope)
 
 
 def from_config(config_path: Path | None, project: str | None = None, base: Policy | None = None) -> Policy:
@@ -190,14 +245,16 @@ def from_config(config_path: Path | None, project: str | None = None, base: Poli
         return policy
     doc = config_mod.load_raw(config_path) or {}
     if isinstance(doc, dict) and doc.get("budget_usd") is not None:
+        policy = Policy(**copy.deepcopy(vars(policy)))
         policy.budget_usd = float(doc["budget_usd"])
+        policy.sources["budget_usd"] = _origin(GLOBAL_SCOPE, str(config_path), _line(doc, "budget_usd", 1))
     if isinstance(doc, dict) and doc.get("policy") is not None:
-        policy = _section(doc["policy"], config_path, _line(doc, "policy", 1), policy)
+        policy = _section(doc["policy"], config_path, _line(doc, "policy", 1), policy, GLOBAL_SCOPE)
     projects = doc.get("projects") if isinstance(doc, dict) else None
     if project and isinstance(projects, dict) and isinstance(projects.get(project), dict):
         node = projects[project]
         if node.get("policy") is not None:
-            policy = _section(node["policy"], config_path, _line(node, "policy", 1), policy)
+            policy = _section(node["policy"], config_path, _line(node, "policy", 1), policy, f"project {project}")
     return policy
 
 
@@ -223,6 +280,9 @@ def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
     table = pricing.load_table(pricing_overrides)
     price = pricing.lookup(table, model)
     rules = []
+    sources = copy.deepcopy(policy.sources)
+    for rule in builtin_paths(home):
+        sources.setdefault(rule_name("forbidden_paths", rule["glob"]), _origin(BUILTIN_SCOPE, "ao", None))
     for rule in [*policy.forbidden_paths, *builtin_paths(home)]:
         glob = rule["glob"]
         absolute = glob.startswith(("/", "~"))
@@ -245,6 +305,10 @@ def compile_policy(policy: Policy, session: str, workspace: Path, model: str,
         "budget_usd": policy.budget_usd,
         "allow_repo_hooks": policy.allow_repo_hooks,
         "approval_timeout_s": policy.approval_timeout_s,
+        "plan": policy.plan,
+        "budget_usd_per_day": {"global": policy.budget_usd_per_day_global,
+                               "project": policy.budget_usd_per_day_project},
+        "sources": sources,
         "model": model,
         # USD per million tokens: input, cached input, output; guard.price_for reads them back as Decimal
         "prices": {model: [float(price.input), float(price.cached_input), float(price.output)]} if price else {},

@@ -27,8 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("supervisor.report.cmd_sessions", "kill"),
     "rm": ("supervisor.report.cmd_sessions", "rm"),
     "attach": ("supervisor.report.cmd_sessions", "attach"),
+    "prune": ("supervisor.report.cmd_sessions", "prune"),
     "cost": ("supervisor.report.cmd_cost", "cost"),
     "receipts": ("supervisor.report.cmd_receipts", "receipts"),
+    "plan": ("supervisor.report.cmd_plan", "plan"),
     "approve": ("supervisor.report.cmd_govern", "approve_cmd"),
     "deny": ("supervisor.report.cmd_govern", "deny_cmd"),
     "config": ("supervisor.report.cmd_config", "config_group"),
@@ -37,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wrappers": ("supervisor.report.cmd_wrappers", "wrappers"),
     "model": ("supervisor.report.cmd_model", "model"),
     "demo": ("supervisor.report.cmd_model", "demo"),
+    "policy": ("supervisor.report.cmd_operator", "policy_cmd"),
+    "guard": ("supervisor.report.cmd_operator", "guard_group"),
+    "revoke": ("supervisor.report.cmd_operator", "revoke_cmd"),
+    "budget": ("supervisor.report.cmd_operator", "budget_cmd"),
+    "approvals": ("supervisor.report.cmd_operator", "approvals_cmd"),
 }
 
 

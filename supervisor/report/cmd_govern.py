@@ -41,11 +41,11 @@ def pending(session: str | None = None) -> list[dict[str, Any]]:
     return guard.pending_approvals(str(paths.ao_home()), session)
 
 
-def export_receipts(session: str, out: Path) -> dict[str, Any]:
+def export_receipts(session: str, out: Path, since: float | None = None) -> dict[str, Any]:
     """Export by session id, name or thread id; an unknown one is refused, not guessed at."""
     from supervisor import store
 
-    return bundle.export(store.get(session)["session"], out)
+    return bundle.export(store.get(session)["session"], out, since=since)
 
 
 def verify_receipts(path: Path, key: str | None = None) -> tuple[bool, int | None, str]:
@@ -114,28 +114,54 @@ def receipts_tools() -> None:
 
 
 @receipts_tools.command("export")
-@click.argument("session")
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the bundle (JSON lines).")
+@click.argument("session", required=False)
+@click.option("--all", "every", is_flag=True, help="Every session with ledger lines in the window (needs --since).")
+@click.option("--since", metavar="DURATION", help="Only the ledger from this long ago to now: 90s, 10m, 2h, 1d.")
+@click.option("-o", "--out", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="The bundle file (JSON lines); with --all a new directory: one bundle per session + MANIFEST.jsonl.")
 @click.option("--json", "as_json", is_flag=True, help="Print the session summary as JSON.")
-def export_cmd(session: str, out: Path, as_json: bool) -> None:
-    """Write SESSION's signed ledger as a self-contained evidence bundle."""
-    summary = export_receipts(session, out)
+def export_cmd(session: str | None, every: bool, since: str | None, out: Path, as_json: bool) -> None:
+    """Write SESSION's signed ledger (or, with --all, every session's) as self-contained evidence bundles.
+
+    A --since window is a contiguous part of the hash chain; its signed header names the hash of
+    the line before it, so it verifies on its own with `ao receipts verify`.
+    """
+    import time
+
+    from supervisor.govern import operator
+
+    if every == (session is not None):
+        raise FatalError("give either SESSION or --all")
+    start = time.time() - operator.parse_duration(since) if since else None
+    if every:
+        if start is None:
+            raise FatalError("--all needs a window: add --since, e.g. --since 24h")
+        summaries = bundle.export_all(out, start)
+        if as_json:
+            print_json({"directory": str(out), "manifest": str(out / bundle.MANIFEST), "since": start,
+                        "sessions": summaries})
+        else:
+            click.echo(f"wrote {out}: {len(summaries)} session bundle{'s' if len(summaries) != 1 else ''} "
+                       f"and {bundle.MANIFEST}")
+        return
+    assert session is not None
+    summary = export_receipts(session, out, start)
     if as_json:
-        print_json({"bundle": str(out), "summary": summary})
+        print_json({"bundle": str(out), "since": start, "summary": summary})
     else:
         click.echo(f"wrote {out}: {summary['entries']} ledger lines, "
                    f"{summary['tool_calls_denied']} denied tool calls")
 
 
 @receipts_tools.command("verify")
-@click.argument("bundle_path", metavar="[FILE]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle_path", metavar="[FILE|DIR]", required=False, type=click.Path(path_type=Path))
 @click.option("--session", help="Check this session's ledger here instead of a bundle (chain, signatures, anchor).")
 @click.option("--key", "fingerprint", metavar="FINGERPRINT",
               help="Require this signing key (SHA256:...) instead of the keys trusted here.")
 @click.option("--json", "as_json", is_flag=True, help="Print {ok, first_bad_line, reason} as JSON.")
 def verify_cmd(bundle_path: Path | None, session: str | None, fingerprint: str | None, as_json: bool) -> int:
-    """Check a bundle offline (or --session's ledger); exits 1 and names the first bad line if anything was changed.
+    """Check a bundle offline (or an `export --all` directory, or --session's ledger); exits 1 and names the
+    first bad line if anything was changed.
 
     A bundle verifies only when signed by a trusted key: this installation's public key, one added
     with `ao receipts trust`, or the one given with --key.
