@@ -57,6 +57,7 @@ class LaunchRecord(TypedDict, total=False):
     approval: str
     sandbox: str
     max_concurrent: int
+    slots: str  # active: an interactive agent waiting for its user frees its slot | alive
     prompt_file: str | None
     prompt: str | None  # only for runtimes that cannot take it on stdin (the TUI)
     spec: dict[str, Any]  # LaunchSpec fields without the guard's hooks
@@ -65,6 +66,8 @@ class LaunchRecord(TypedDict, total=False):
     stall_after_s: float  # codex alive mid-turn with no progress this long is `stalled`
     jail: dict[str, Any] | None
     unjailed: bool
+    plan_first: bool  # `ao spawn --plan-first`: kept so a resume enforces the plan too
+    plan: str  # the compiled policy's plan mode (enforce|off); enforce serves ao's plan MCP server to codex
     warnings: list[str]  # said once by `ao spawn`, kept for `ao status SESSION --json` readers
 
 
@@ -99,3 +102,4 @@ class SessionRecord(TypedDict):
     started_at: float
     updated_at: float
     ended_at: float | None
+    kept_status: str | None  # the outcome `ao kill` keeps for a session whose work had finished

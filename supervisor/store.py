@@ -5,7 +5,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import Any, cast
@@ -14,7 +14,7 @@ from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError
 from supervisor.records import SessionRecord, Status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COLUMNS = {
     "session": "TEXT PRIMARY KEY",
     "name": "TEXT",
@@ -44,7 +44,12 @@ COLUMNS = {
     "started_at": "REAL NOT NULL",
     "updated_at": "REAL NOT NULL",
     "ended_at": "REAL",
+    # the status `ao kill` keeps because the work had finished (done, pr_open, merged); NULL otherwise.
+    # It belongs to one run: a write that (re)starts a run (ended_at = NULL) clears it.
+    "kept_status": "TEXT",
 }
+# Columns added after version 1, by the version that added them: an older ao.db gains them on open.
+ADDED_COLUMNS = {2: ["kept_status"]}
 
 
 def schema() -> str:
@@ -62,6 +67,7 @@ def connect() -> Iterator[sqlite3.Connection]:
         if not path.exists():
             sqlite_file.create(path, schema())
         con = sqlite_file.open_wal(path, timeout=30)
+        _upgrade(con)
     except (OSError, sqlite3.Error) as exc:
         raise FatalError(f"cannot open the session store {path}: {exc}") from None
     con.row_factory = sqlite3.Row
@@ -71,6 +77,24 @@ def connect() -> Iterator[sqlite3.Connection]:
         raise FatalError(f"session store {path} is unusable: {exc}") from None
     finally:
         con.close()
+
+
+def _upgrade(con: sqlite3.Connection) -> None:
+    """Add the columns a newer ao needs to an older store, once, under a write lock (many ao's open it)."""
+    if con.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in con.execute("PRAGMA table_info(sessions)")}
+        for version in sorted(ADDED_COLUMNS):
+            for name in ADDED_COLUMNS[version]:
+                if name not in have:
+                    con.execute(f"ALTER TABLE sessions ADD COLUMN {name} {COLUMNS[name]}")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def new_session_id() -> str:
@@ -99,6 +123,8 @@ def update(session: str, **fields: Any) -> None:
     if unknown:
         raise ValueError(f"unknown session fields {sorted(unknown)}")
     fields["updated_at"] = time.time()
+    if "ended_at" in fields and fields["ended_at"] is None:  # a run (re)starts: an earlier kill's outcome is not its
+        fields.setdefault("kept_status", None)
     fields = {k: _column_value(v) for k, v in fields.items()}
     sets = ", ".join(f"{k} = ?" for k in fields)
     with connect() as con:
@@ -148,8 +174,25 @@ def is_live(record: SessionRecord) -> bool:
     return record.get("ended_at") is None
 
 
-def count_running() -> int:
+SLOTS = ("active", "alive")  # config `slots`: who holds a concurrency slot
+
+
+def count_running(slots: str = "alive", holds_slot: Callable[[SessionRecord], bool] | None = None) -> int:
+    """Sessions holding a concurrency slot: every started, unended one (`alive`), or, with `active`, only
+    those `holds_slot` says still work (an interactive agent waiting for its user gives its slot back)."""
+    if slots not in SLOTS:
+        raise FatalError(f"unknown slots mode {slots!r} (known: {', '.join(SLOTS)})")
+    if slots == "active" and holds_slot is not None:
+        return sum(1 for r in live_sessions() if r["status"] != Status.QUEUED and holds_slot(r))
     with connect() as con:
         row = con.execute(
             "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL AND status != ?", (Status.QUEUED.value,)).fetchone()
     return int(row[0])
+
+
+def live_sessions() -> list[SessionRecord]:
+    """Every session not yet ended, queued ones included, oldest first."""
+    if not paths.db_path().exists():
+        return []
+    with connect() as con:
+        return [_row(r) for r in con.execute("SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY started_at")]

@@ -17,6 +17,8 @@ def _git(args: list[str], cwd: Path | str | None = None) -> subprocess.Completed
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=120)
     except FileNotFoundError:
+        if cwd is not None and not Path(cwd).is_dir():
+            raise FatalError(f"working directory {cwd} does not exist (removed by `ao rm`?)") from None
         raise FatalError("git is not installed; ao needs git for worktrees (apt-get install git)") from None
 
 

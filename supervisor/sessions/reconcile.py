@@ -8,6 +8,7 @@ them into the signed ledger while the run is live, and ends a codex whose superv
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import cast
 
 from supervisor import paths, store
@@ -34,19 +35,73 @@ def fold_events(record: SessionRecord) -> SessionRecord:
     return record
 
 
-def end_orphan(codex_pid: int | None) -> None:
-    """End a codex (or the jail around it) whose supervisor died; only if the pid still is one (pids get reused)."""
-    if not codex_pid:
-        return
-    name = processes.command_name(codex_pid) or ""
-    if name.endswith(("codex", "bwrap")):
-        processes.kill_tree(codex_pid)
+def end_orphan(record: SessionRecord) -> list[int]:
+    """End what is left of a session whose supervisor died: codex (or the jail or tmux pane around it) with
+    its descendants and every process carrying its AO_SESSION, checked against the record so a reused pid
+    is left alone, and the runtime's own session (tmux). Returns the pids ended."""
+    from supervisor.errors import FatalError
+    from supervisor.launch import runtimes
+
+    ended = processes.end_session(record["session"], [record.get("codex_pid")], record["started_at"])
+    try:
+        runtimes.of(record).stop(record)
+    except (FatalError, OSError):  # tmux gone or uninstalled: its processes are ended above
+        pass
+    return ended
+
+
+def turn_ended(record: SessionRecord) -> bool:
+    """An interactive agent finished its turn and waits for its user: live, status working/pr_open/merged,
+    and its rollout's newest turn event is a turn's end, written by this run (a resumed thread's rollout
+    ends with the previous run's turn until the new one starts)."""
+    from supervisor.errors import FatalError
+    from supervisor.launch import runtimes
+    from supervisor.observe import activity
+    from supervisor.observe import codex_format as cf
+
+    if not store.is_live(record) or record["status"] not in TURN_STATUSES or not record.get("rollout_path"):
+        return False
+    try:
+        if not runtimes.of(record).interactive:
+            return False
+    except FatalError:  # a runtime this ao does not know: it cannot say
+        return False
+    events = activity.last_events(Path(record["rollout_path"] or ""))
+    kinds = [cf.line_kind(e) for e in events]
+    if activity.classify(kinds, 0.0, True) != "idle":  # age 0: a long quiet command is not a turn's end
+        return False
+    from supervisor.govern import guard
+
+    gov = guard.session_governance(str(paths.ao_home()), record["session"])
+    if gov["budget_blocked"] or gov["waiting_input"]:  # the runner is about to stop it as blocked, or a human
+        return False  # must answer first: neither is work done
+    ended_at = next((_stamp(e.get(cf.TIMESTAMP)) for e in reversed(events) if cf.line_kind(e) in cf.IDLE_KINDS), None)
+    run_started = processes.create_time(record.get("pid"))
+    return ended_at is None or run_started is None or ended_at >= run_started - processes.CLOCK_SLACK_S
+
+
+def _stamp(value: object) -> float | None:
+    import datetime as dt
+
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def count_running(slots: str = "active") -> int:
+    """Sessions holding a concurrency slot under config `slots`; see `store.count_running`."""
+    return store.count_running(slots, holds_slot=lambda record: not turn_ended(record))
 
 
 # A spawn records its session, then starts the session's supervisor within a second or two; a record
 # with no supervisor long after that belongs to an `ao spawn` killed in between (kill -9: a ^C or
 # SIGTERM takes the record back itself). It must not hold a slot.
 STALE_SPAWN_S = 30.0
+# An interactive agent with one of these whose turn ended has done what was asked until its user speaks.
+TURN_STATUSES = frozenset({Status.WORKING, Status.PR_OPEN, Status.MERGED})
 
 
 def is_stale_spawn(record: SessionRecord, now: float | None = None) -> bool:
@@ -74,9 +129,10 @@ def reconcile(record: SessionRecord) -> SessionRecord:
         fresh = store.get(record["session"])  # the runner may have finished between the two reads
         if not store.is_live(fresh):
             return fresh
-        end_orphan(fresh.get("codex_pid"))  # codex must not run on unsupervised
+        ended = end_orphan(fresh)  # codex must not run on unsupervised
+        left = f"; ao ended its {len(ended)} leftover process(es)" if ended else ""
         store.update(record["session"], status=Status.FAILED, activity="exited", ended_at=time.time(),
-                     error="the session's supervisor process died before codex finished")
+                     codex_pid=None, error=f"the session's supervisor process died before codex finished{left}")
         return store.get(record["session"])
     return record
 

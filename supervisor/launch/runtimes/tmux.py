@@ -34,8 +34,27 @@ def tmux(*args: str, check: bool = True, input: str | None = None) -> subprocess
     return proc
 
 
+def session_name(session: str) -> str:
+    """The tmux session's name: the session id itself (ids already start with `ao-`; others get it)."""
+    return session if session.startswith("ao-") else f"ao-{session}"
+
+
+def _names(session: str) -> list[str]:
+    """The name this ao gives, then the `ao-ao-<id>` an earlier ao gave, so its live sessions stay reachable."""
+    return list(dict.fromkeys([session_name(session), f"ao-{session}"]))
+
+
+def _live_name(session: str) -> str | None:
+    for name in _names(session):
+        # `=` asks for this exact name: plain `-t NAME` also takes the first session NAME is a prefix of
+        if tmux("has-session", "-t", f"={name}", check=False).returncode == 0:
+            return name
+    return None
+
+
 def target(session: str) -> str:
-    return f"ao-{session}"
+    """The exact-match tmux target of the session's pane (`=NAME:`), under whichever name it runs."""
+    return f"={_live_name(session) or session_name(session)}:"
 
 
 def start(session: str, workspace: str, argv: list[str], env: dict[str, str], unset: list[str]) -> int:
@@ -48,7 +67,7 @@ def start(session: str, workspace: str, argv: list[str], env: dict[str, str], un
     script = sdir / "tmux-run.sh"
     paths.atomic_write(script, f"{shlex.join(env_args + argv)}\necho $? > {shlex.quote(str(exit_file))}\n",
                        mode=0o700)
-    tmux("new-session", "-d", "-s", target(session), "-x", "220", "-y", "50", "-c", workspace,
+    tmux("new-session", "-d", "-s", session_name(session), "-x", "220", "-y", "50", "-c", workspace,
          f"/bin/sh {shlex.quote(str(script))}")
     return pane_pid(session) or 0
 
@@ -60,20 +79,22 @@ def pane_pid(session: str) -> int | None:
 
 
 def alive(session: str) -> bool:
-    return tmux("has-session", "-t", target(session), check=False).returncode == 0
+    return _live_name(session) is not None
 
 
 def kill(session: str) -> None:
-    tmux("kill-session", "-t", target(session), check=False)
+    for name in _names(session):
+        tmux("kill-session", "-t", f"={name}", check=False)
 
 
 def paste(session: str, message: str) -> None:
     """Type MESSAGE as one bracketed paste (so newlines do not submit early), then press Enter."""
     buffer = f"ao-send-{session}"
     tmux("load-buffer", "-b", buffer, "-", input=message)
-    tmux("paste-buffer", "-p", "-d", "-b", buffer, "-t", target(session))
+    pane = target(session)
+    tmux("paste-buffer", "-p", "-d", "-b", buffer, "-t", pane)
     time.sleep(0.3)  # let the TUI take the paste before the submit key
-    tmux("send-keys", "-t", target(session), "Enter")
+    tmux("send-keys", "-t", pane, "Enter")
 
 
 def screen(session: str) -> str:
@@ -85,7 +106,8 @@ def screen(session: str) -> str:
 def attach(session: str) -> None:
     if not alive(session):
         raise FatalError(f"session {session} has no live tmux session to attach to")
-    os.execvp("tmux", ["tmux", "-L", socket_name(), "attach-session", "-t", target(session)])
+    os.execvp("tmux", ["tmux", "-L", socket_name(), "attach-session", "-t",
+                       f"={_live_name(session) or session_name(session)}"])
 
 
 def exit_code(session: str) -> int | None:
