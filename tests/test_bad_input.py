@@ -71,7 +71,7 @@ def test_codex_that_exits_non_zero(ao, tmp_path, sample_repo):
     spawned = json.loads(ao("spawn", "--headless", "--no-check", "--repo", str(sample_repo), "--json", "x").stdout)
     waited = ao("wait", spawned["session"], "--timeout", "30")
     assert waited.returncode == 1 and "failed" in waited.stdout
-    status = json.loads(ao("status", spawned["session"], "--json").stdout)
+    status = json.loads(ao("status", spawned["session"], "--json").stdout)[0]
     assert status["status"] == "failed"
     record = store.get(spawned["session"])
     assert record["exit_code"] == 7 and "simulated codex failure" in record["error"]

@@ -183,7 +183,7 @@ def test_cost_all_equals_the_ledger(codex, scripted_model, config_for, sample_re
     # ao's own sessions: the spawned one, read from its rollout
     mine = json.loads(cost_cli("cost", "--json").stdout)
     assert [r["key"] for r in mine["rows"]] == [spawned["session"]]
-    thread = json.loads(ao("status", spawned["session"], "--json").stdout)["thread_id"]
+    thread = json.loads(ao("status", spawned["session"], "--json").stdout)[0]["thread_id"]
     assert {k: mine["rows"][0]["tokens"][k] for k in KEYS} == ledger_sums(per_thread[thread])
 
     # the index: a second run reads nothing and says the same; a deleted index is rebuilt identically

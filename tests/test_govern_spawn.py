@@ -63,7 +63,7 @@ def test_budget_stops_the_agent_blocked(ao, codex, scripted_model, config_for, s
     config_for(scripted_model(SCRIPT), "budget_usd: 0.02\n")
     spawned = spawn(ao, sample_repo, "spend")
     ao("wait", spawned["session"], "--timeout", "120")
-    status = json.loads(ao("status", spawned["session"], "--json").stdout)
+    status = json.loads(ao("status", spawned["session"], "--json").stdout)[0]
     assert status["status"] == "blocked"
     workspace = Path(spawned["workspace"])
     assert not (workspace / "two.txt").exists() and not (workspace / "three.txt").exists()

@@ -290,7 +290,7 @@ def test_hostile_agent_through_ao_spawn(approval: str, ao, codex, scripted_model
 
     # the guard still decides, in this session after the attacks and in the next one
     for s in (hostile, queued):
-        status = json.loads(ao("status", s["session"], "--json").stdout)
+        status = json.loads(ao("status", s["session"], "--json").stdout)[0]
         assert status["status"] == "done" and status["jailed"] is True, status
         workspace = Path(s["workspace"])
         assert not (workspace / f"{MARKER}.txt").exists() and not (workspace / f"{APPROVAL_MARKER}.txt").exists()

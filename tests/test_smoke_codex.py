@@ -25,7 +25,7 @@ def test_spawn_wait_status_real_codex(codex, scripted_model, config_for, sample_
     assert set(spawned) >= {"session", "workspace", "thread_id"}
     waited = ao("wait", spawned["session"], "--timeout", "120")
     assert waited.returncode == 0, waited.stdout + waited.stderr
-    status = json.loads(ao("status", spawned["session"], "--json").stdout)
+    status = json.loads(ao("status", spawned["session"], "--json").stdout)[0]
     assert status["status"] == "done"
     assert status["thread_id"]
     assert (tmp_path / "home/.agent-orchestrator/worktrees" / spawned["session"] / "greeting.txt").read_text() == "hello\n"

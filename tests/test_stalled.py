@@ -42,7 +42,7 @@ def free_port() -> int:
 def status_of(ao: Callable[..., Any], session: str) -> dict[str, Any]:
     out = ao("status", session, "--json")
     assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
+    return dict(json.loads(out.stdout)[0])
 
 
 def wait_for(ao: Callable[..., Any], session: str, check: Callable[[dict[str, Any]], bool], timeout: float,

@@ -41,6 +41,8 @@ def runtime_options(verb: str) -> click.Command:
 @click.option("--policy", "policy_file", type=str, help="A policy YAML file, on top of the config's policy.")
 @click.option("--unjailed", is_flag=True,
               help="Run without ao's bubblewrap jail (governance is then best effort; shown in `ao status`).")
+@click.option("--plan-first", "plan_first", is_flag=True,
+              help="Deny every tool call until the agent registers a plan, and every call outside it.")
 @click.option("--no-check", "no_check", is_flag=True,
               help="Spawn without first checking that the provider answers (or that codex is logged in).")
 @click.option("--json", "as_json", is_flag=True)
@@ -48,7 +50,8 @@ def runtime_options(verb: str) -> click.Command:
 @click.pass_context
 def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
           runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
-          policy_file: str | None, unjailed: bool, no_check: bool, as_json: bool, prompt: str) -> None:
+          policy_file: str | None, unjailed: bool, plan_first: bool, no_check: bool, as_json: bool,
+          prompt: str) -> None:
     """Start a codex agent on PROMPT in its own workspace."""
     from supervisor.sessions.spawn import SpawnRequest
     from supervisor.sessions.spawn import spawn as do_spawn
@@ -59,7 +62,7 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
     req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
                        runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
                        overrides=list(overrides), name=name, policy_file=policy_file, unjailed=unjailed,
-                       check=not no_check)
+                       check=not no_check, plan_first=plan_first)
     record = do_spawn(cfg, req)
     for warning in record["launch"].get("warnings") or []:
         click.echo(f"warning: {warning}", err=True)
@@ -73,11 +76,15 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
 @click.command()
 @click.argument("sessions", nargs=-1, required=True)
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
-def wait(sessions: tuple[str, ...], timeout: float) -> int:
+@click.option("--exit", "until_exit", is_flag=True,
+              help="Wait for each session's process to end, not just for its work to end.")
+def wait(sessions: tuple[str, ...], timeout: float, until_exit: bool) -> int:
     """Block until each SESSION's run has ended; non-zero on timeout or failure."""
     from supervisor.sessions.wait import wait_sessions
 
-    records = wait_sessions(list(sessions), timeout)
+    # passed only when asked, so this works with a wait_sessions that predates the keyword
+    extra: dict[str, Any] = {"until_exit": True} if until_exit else {}
+    records = wait_sessions(list(sessions), timeout, **extra)
     failed = [r for r in records if r["status"] in FAILED_STATUSES]
     for r in records:
         error = f": {views.printable(r['error'])}" if r.get("error") and r in failed else ""
@@ -85,36 +92,80 @@ def wait(sessions: tuple[str, ...], timeout: float) -> int:
     return 1 if failed else 0
 
 
-def _status_text(session: str | None, as_json: bool, table: Mapping[str, Any]) -> str:
-    from supervisor.sessions import query
+def _terminal_size() -> tuple[int | None, int | None]:
+    """(columns, lines) of the terminal, or (None, None) when output goes to a pipe and COLUMNS is unset.
 
-    records = [store.get(session)] if session else store.all_sessions()
-    rows = query.status_rows(reconcile.reconcile_all(records), table)
+    A pipe has no width to respect, so scripts reading the table get every column.
+    """
+    import os
+    import shutil
+    import sys
+
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        return None, None
+    size = shutil.get_terminal_size()
+    return max(20, size.columns), max(5, size.lines)
+
+
+def _status_rows(session: str | None, wanted: Any, table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from supervisor.sessions import fleet, query
+
+    if session:
+        found = store.find(session)
+        if found is None:
+            raise FatalError(f"unknown session {session!r}; `ao status` lists the known ones")
+        records = [found]
+    else:
+        records = store.all_sessions()
+    records = fleet.select_records(reconcile.reconcile_all(records), wanted)
+    return fleet.select_rows(query.status_rows(records, table), wanted)
+
+
+def _status_text(rows: list[dict[str, Any]], as_json: bool, filtered: bool, width: int | None = None,
+                 max_lines: int | None = None) -> str:
     if as_json:
-        return json_text(rows[0] if session else rows)
-    return views.status_table(rows) if rows else "no sessions yet; start one with `ao spawn`"
+        return json_text(rows)  # one shape, a list, with or without SESSION
+    if not rows:
+        return "no session matches these filters" if filtered else "no sessions yet; start one with `ao spawn`"
+    return views.status_table(rows, width, max_lines)
 
 
 @click.command()
 @click.argument("session", required=False)
+@click.option("--active", is_flag=True, help="Only live sessions: queued, spawning, working, stalled, or interactive.")
+@click.option("--project", metavar="P", help="Only this project (its name, or the repository's name or path).")
+@click.option("--since", metavar="D", help="Only sessions started within D (30m, 2h, 1d) or since an ISO date.")
+@click.option("--attention", is_flag=True, help="Only sessions that need a human now.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--watch", is_flag=True, help="Redraw in place every second until ^C.")
 @click.pass_context
-def status(ctx: click.Context, session: str | None, as_json: bool, watch: bool) -> None:
-    """Show sessions: status, activity, branch, PR, tokens and cost."""
+def status(ctx: click.Context, session: str | None, active: bool, project: str | None, since: str | None,
+           attention: bool, as_json: bool, watch: bool) -> None:
+    """Show sessions: status, attention, age, PR, tokens, cost and budget; filters combine."""
     from supervisor.observe import pricing
+    from supervisor.sessions import fleet
 
     table = pricing.load_table(config_of(ctx).data.get("pricing"))
+    filtered = bool(active or project or since or attention)
+
+    def wanted() -> fleet.StatusFilter:  # a span like 30m counts back from each frame's now
+        return fleet.StatusFilter(active=active, project=project, attention=attention,
+                                  since=fleet.cutoff(since, time.time()) if since else None)
+
     if not watch:
-        click.echo(_status_text(session, as_json, table))
+        width, _ = _terminal_size()
+        click.echo(_status_text(_status_rows(session, wanted(), table), as_json, filtered, width))
         return
-    from supervisor.report.watch import changes
+    from supervisor.report.watch import changes, frame
 
     try:
         with changes([paths.codex_home() / "sessions", paths.sessions_dir()]) as changed:
             while True:
-                frame = _status_text(session, as_json, table)
-                click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + "ao status (^C to stop)\n" + frame)
+                width, lines = _terminal_size()
+                title = time.strftime("%H:%M:%S ") + "ao status (^C to stop)"
+                rows = _status_rows(session, wanted(), table)
+                body = _status_text(rows, as_json, filtered, width, None if lines is None else lines - 2)
+                click.echo(frame(title, body, width, lines), nl=False)
                 changed.wait(2.0)  # redraw as soon as a rollout or event file grows
                 changed.clear()
     except KeyboardInterrupt:
@@ -139,6 +190,42 @@ def rm(session: str, force: bool) -> None:
     from supervisor.sessions import control
 
     click.echo(f"removed {control.remove(session, force)}")
+
+
+@click.command()
+@click.option("--merged", "merged_only", is_flag=True, help="Only sessions whose PR was merged.")
+@click.option("--older-than", metavar="D", help="Only sessions that ended more than D ago (30m, 2h, 1d) or before "
+              "an ISO date.")
+@click.option("--records", "records_too", is_flag=True, help="Also forget their records (store row, ledger, events).")
+@click.option("--force", is_flag=True, help="Remove dirty worktrees and delete branches with unmerged commits too.")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def prune(merged_only: bool, older_than: str | None, records_too: bool, force: bool, dry_run: bool,
+          as_json: bool) -> int:
+    """Remove the worktrees and ao/ branches of finished, merged or removed sessions; never a live one."""
+    from supervisor.sessions import fleet
+    from supervisor.sessions import prune as prune_mod
+
+    cutoff = fleet.cutoff(older_than, time.time(), "--older-than") if older_than else None
+    actions = prune_mod.prune(merged_only, cutoff, records_too, dry_run, force)
+    if as_json:
+        print_json([a.as_dict() for a in actions])
+        return 0
+    if not actions:
+        click.echo("nothing to prune")
+    verb = "would remove" if dry_run else "removed"
+    for a in actions:
+        who = views.printable(a.session)
+        if a.skipped:
+            click.echo(f"skipped {who}: {views.printable(a.skipped)}")
+            continue
+        parts = [f"worktree {a.worktree}" if a.worktree else "", f"branch {a.branch}" if a.branch else "",
+                 "records" if a.records else ""]
+        what = ", ".join(views.printable(p) for p in parts if p) or "nothing"
+        click.echo(f"{verb} {who}: {what}")
+        for note in a.notes:
+            click.echo(f"  {views.printable(note)}")
+    return 0
 
 
 @click.command()

@@ -1,4 +1,5 @@
-"""Wake `ao status --watch` when a rollout or an events file changes, via watchdog, not polling."""
+"""`ao status --watch`: wake when a rollout or an events file changes (watchdog, not polling), and draw
+each frame so it fits the pane."""
 from __future__ import annotations
 
 import threading
@@ -30,3 +31,20 @@ def changes(folders: list[Path]) -> Iterator[threading.Event]:
     finally:
         observer.stop()
         observer.join(timeout=2)
+
+
+CLEAR = "\x1b[H\x1b[2J"
+
+
+def frame(title: str, body: str, width: int | None, height: int | None) -> str:
+    """Pure: one screen, cleared first, title on top, no line wider than `width` and at most `height - 1` lines.
+
+    One line is left free because the final newline would otherwise scroll the title off a full pane.
+    """
+    from supervisor.report.views import clip
+
+    lines = [title, *body.splitlines()]
+    if height is not None and len(lines) > height - 1:
+        keep = max(1, height - 2)
+        lines = [*lines[:keep], f"… {len(lines) - keep} more lines"]
+    return CLEAR + "\n".join(clip(line, width) for line in lines) + "\n"

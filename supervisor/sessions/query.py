@@ -6,7 +6,10 @@ code. Callers that want up-to-date records run `reconcile` first; nothing here w
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from decimal import Decimal
@@ -108,9 +111,12 @@ def sessions_usage(records: list[SessionRecord], table: Mapping[str, Any]) -> di
     return out
 
 
-STATUS_KEYS = ("session", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
+STATUS_KEYS = ("session", "name", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
                "pr_url", "pr_number", "thread_id", "model", "tokens", "cost_usd", "pid", "rollout_path",
                "started_at", "updated_at")
+# `budget_warning` is raised at this share of the budget, before the guard has to stop the agent
+BUDGET_WARNING_SHARE = 0.8
+_PR_NUMBER = re.compile(r"/pull/(\d+)(?:[/?#]|$)")
 
 
 def iso(ts: float | None) -> str | None:
@@ -124,9 +130,54 @@ def money(value: Decimal) -> float:
     return float(round(value, 6))
 
 
-def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal) -> dict[str, Any]:
+def pr_number_of(record: Mapping[str, Any]) -> int | None:
+    """The PR's number as the wrappers recorded it, else read from its url (`.../pull/42`)."""
+    number = record.get("pr_number")
+    if isinstance(number, int) and not isinstance(number, bool):
+        return number
+    found = _PR_NUMBER.search(str(record.get("pr_url") or ""))
+    return int(found.group(1)) if found else None
+
+
+def budget_of(session: str) -> float | None:
+    """The session's budget in USD: the operator's override (`operator.json`), else its compiled policy's.
+
+    Both files live in the session dir, which the jail hides from the agent. A file that is missing,
+    unreadable or not the expected JSON object gives no budget rather than a failing `ao status`.
+    """
+    from supervisor.govern import guard
+
+    sdir = paths.session_dir(session)
+    for name in ("operator.json", "policy.json"):
+        try:
+            doc = json.loads(guard.read_regular(str(sdir / name)))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, guard.GuardError):
+            continue
+        value = doc.get("budget_usd") if isinstance(doc, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
+def budget_warning(spent_usd: float | None, cost_usd: float, budget_usd: float | None) -> bool:
+    """Pure: the larger of the guard's spend and the rollout's exact cost has reached 80% of the budget."""
+    if budget_usd is None:
+        return False
+    return max(spent_usd or 0.0, cost_usd) >= BUDGET_WARNING_SHARE * budget_usd
+
+
+def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal,
+               now: float | None = None) -> dict[str, Any]:
     """The public `ao status --json` row; tokens and cost come priced per response from the rollout."""
+    from supervisor.sessions.fleet import project_of
+
     row: dict[str, Any] = {key: record.get(key) for key in STATUS_KEYS}
+    row["project"] = project_of(record) or None
+    row["pr_number"] = pr_number_of(record)
+    started = record.get("started_at")
+    row["age_s"] = None if started is None else max(0, int((now or time.time()) - float(started)))
     row["tokens"] = dict(tokens)
     row["cost_usd"] = money(cost)
     row["started_at"] = iso(record.get("started_at"))
@@ -145,14 +196,19 @@ def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[
 
     usage_by_session = sessions_usage(records, table)
     home = str(paths.ao_home())
+    now = time.time()
     rows = []
     for record in records:
         used = usage_by_session[record["session"]]
-        row = status_row(record, used.tokens, used.cost)
+        row = status_row(record, used.tokens, used.cost, now)
         row["approval_id"] = None
         budget_blocked = False
+        gov = guard.session_governance(home, record["session"])
+        spent = gov.get("spent_usd")
+        row["spent_usd"] = float(spent) if isinstance(spent, (int, float)) and not isinstance(spent, bool) else None
+        row["budget_usd"] = budget_of(record["session"])
+        row["budget_warning"] = budget_warning(row["spent_usd"], row["cost_usd"], row["budget_usd"])
         if store.is_live(record):  # approvals and budget stops only matter while the agent runs
-            gov = guard.session_governance(home, record["session"])
             row["approval_id"] = gov["waiting_input"]
             budget_blocked = bool(gov["budget_blocked"])
             row["activity"] = activity.activity(record.get("rollout_path"), True,
@@ -183,7 +239,8 @@ def attention_of(status: str, activity: str | None, approval_id: str | None, bud
     return None
 
 
-LEDGER_KINDS = ("wrapper_event", "guard_decision", "approval", "budget_stop")
+LEDGER_KINDS = ("wrapper_event", "guard_decision", "approval", "budget_stop", "budget_exhausted", "budget_warning",
+                "operator")
 
 
 def ledger_receipts(session: str) -> list[dict[str, Any]]:
@@ -214,7 +271,8 @@ def ledger_receipts(session: str) -> list[dict[str, Any]]:
                     "event": body.get("event"), "decision": body.get("decision"),
                     "provenance": provenance or ("claim" if ledger.is_claim(body) else None),
                     "detail": {k: v for k, v in body.items() if k not in ("event", "decision")},
-                    "prompt_hash": entry.get("prompt_hash")})
+                    "prompt_hash": entry.get("prompt_hash"),
+                    "plan_hash": body.get("plan_hash") if isinstance(body.get("plan_hash"), str) else None})
     return out
 
 
@@ -235,6 +293,12 @@ def receipts(record: SessionRecord) -> ReceiptStream:
     warnings: list[str] = []
     stream = [{"kind": "tool_call", "at": r.started_at, **r.as_dict()}
               for r in receipts_mod.read_receipts(path, warnings)]
-    stream += ledger_receipts(record["session"])
+    ledger_rows = ledger_receipts(record["session"])
+    # a rollout call carries the plan its PreToolUse decision was made under (the guard's word)
+    plan_of_call = {r["detail"].get("tool_use_id"): r["plan_hash"] for r in ledger_rows
+                    if r["kind"] == "guard_decision" and r["event"] == "PreToolUse" and r["provenance"] == "rollout"}
+    for row in stream:
+        row["plan_hash"] = plan_of_call.get(row.get("call_id"))
+    stream += ledger_rows
     stream.sort(key=lambda r: r["at"] or "")
     return ReceiptStream(record["session"], path, stream, warnings)
