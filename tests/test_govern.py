@@ -305,7 +305,7 @@ PLANNED = """
 tasks:
   plan:
     steps:
-      - say: "Here is my plan:\\n```json\\n{\\"steps\\": [\\"read\\", \\"edit\\"]}\\n```\\nStarting now."
+      - say: "Here is my plan:\\n```json\\n{\\"goal\\": \\"edit\\", \\"steps\\": [{\\"action\\": \\"shell\\", \\"description\\": \\"write it\\"}]}\\n```\\nStarting now."
     followup:
       - run: echo editing > edit.txt
       - say: edited
@@ -314,8 +314,6 @@ tasks:
 
 @pytest.mark.codex
 def test_written_plan_is_hashed_and_carried_by_later_receipts(codex, scripted_model, workspace):
-    import hashlib
-
     server = scripted_model(PLANNED)
     sdir = make_session("ao-plan", workspace, FORBIDDEN_POLICY)
     _, events = run_codex(codex, server, workspace, "ao-plan", "[ao-task:plan] plan first")
@@ -323,7 +321,11 @@ def test_written_plan_is_hashed_and_carried_by_later_receipts(codex, scripted_mo
     resumed, _ = run_codex(codex, server, workspace, "ao-plan", "go ahead", resume_thread=thread)
     assert resumed.returncode == 0, resumed.stderr
     assert (workspace / "edit.txt").read_text() == "editing\n"
-    digest = "sha256:" + hashlib.sha256(b'{"steps": ["read", "edit"]}').hexdigest()
+    from supervisor.govern import plans as plans_mod
+
+    written = plans_mod.normalize({"goal": "edit", "steps": [{"action": "shell", "description": "write it"}]})
+    assert not isinstance(written, str)
+    digest = written.hash
     receipts = entries(sdir)
     plans = [e for e in receipts if e["body"].get("event") == "plan"]
     assert [p["body"]["plan_sha256"] for p in plans] == [digest]

@@ -76,7 +76,11 @@ def main(argv=None):
     except BaseException as exc:
         verdict, reason = "error", (f"ao guard unreachable{', failing closed' if pre else ''}: "
                              f"{type(exc).__name__}: {exc}")
-    if verdict == "allow" or (not pre and verdict == "ok"):
+    if verdict == "allow":
+        return 0
+    if not pre and verdict == "ok":
+        if reason:  # the guard's hook output (UserPromptSubmit: additionalContext for the turn)
+            sys.stdout.write(reason)
         return 0
     if pre and verdict not in ("deny", "error"):
         reason = f"ao guard sent an answer it does not understand ({verdict[:40]!r}); failing closed"

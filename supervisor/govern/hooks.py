@@ -170,3 +170,22 @@ def refuse_repo_hooks(workspace: Path, allow_repo_hooks: bool) -> list[Path]:
                          "refuses to launch. Remove them, or set `policy: {allow_repo_hooks: true}` "
                          "if you trust this repository")
     return found
+
+
+PLAN_MCP_SOURCE = Path(__file__).with_name("plan_mcp.py")
+
+
+def plan_mcp_overrides(python: str | None = None, startup_timeout_s: float = 20) -> list[str]:
+    """`key=toml` pairs that serve ao's `register_intent_plan` MCP server to codex for one session.
+
+    codex 0.169.0 starts it as its own child (so inside ao's jail), lists it to the model as the
+    namespace `mcp__ao`, and fires PreToolUse/PostToolUse for its calls with `tool_name`
+    `mcp__ao__register_intent_plan`; the guard takes the plan from that payload. The source is
+    embedded like the hook client's, and python runs with -I -S (no site-packages, no environment).
+    """
+    from supervisor.govern.plans import SERVER_NAME
+
+    argv = ["-I", "-S", "-c", PLAN_MCP_SOURCE.read_text()]
+    prefix = f"mcp_servers.{SERVER_NAME}"
+    return [f"{prefix}.command={toml_value(python or sys.executable)}", f"{prefix}.args={toml_value(argv)}",
+            f"{prefix}.startup_timeout_sec={toml_value(int(startup_timeout_s))}"]

@@ -37,10 +37,12 @@ def receipts_list(session: str, as_json: bool) -> None:
 
     body = [[r["at"] or "-", r["kind"], r.get("tool") or r.get("event") or "-",
              "-" if r.get("exit_code") is None else str(r["exit_code"]), r.get("status") or r.get("decision") or "-",
-             _source(r), _short(r.get("arguments") if r["kind"] == "tool_call" else r.get("detail"))]
+             _source(r), _plan(r.get("plan_hash")),
+             _short(r.get("arguments") if r["kind"] == "tool_call" else r.get("detail"))]
             for r in rows]
     body = [[views.printable(str(cell)) for cell in row] for row in body]
-    click.echo(tabulate(body, headers=["AT", "KIND", "WHAT", "EXIT", "STATUS", "SOURCE", "DETAIL"], tablefmt="simple",
+    click.echo(tabulate(body, headers=["AT", "KIND", "WHAT", "EXIT", "STATUS", "SOURCE", "PLAN", "DETAIL"],
+                        tablefmt="simple",
                         disable_numparse=True) if body else f"no tool calls in {found.rollout_path}")
     unconfirmed = sum(1 for r in rows if r.get("provenance") == "unconfirmed")
     if unconfirmed:
@@ -56,6 +58,11 @@ def _source(receipt: dict[str, Any]) -> str:
     if receipt["kind"] == "tool_call":
         return "rollout"  # read from the rollout itself
     return str(receipt.get("provenance") or "-")
+
+
+def _plan(plan_hash: Any) -> str:
+    """The plan in force, as the first 12 hex digits of its sha256 (`ao plan SESSION` shows it whole)."""
+    return plan_hash.removeprefix("sha256:")[:12] if isinstance(plan_hash, str) else "-"
 
 
 def _short(arguments: Any, width: int = 70) -> str:
