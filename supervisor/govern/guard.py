@@ -152,34 +152,41 @@ def mcp_hit(policy: dict[str, Any], tool_name: str) -> str | None:
     return None
 
 
-def first_match(rules: list[dict[str, str]], text: str) -> tuple[int, dict[str, str]] | None:
+def first_match(rules: list[dict[str, str]], text: str, name: str = "",
+                skip: frozenset[str] | set[str] = frozenset()) -> tuple[int, dict[str, str]] | None:
+    """The first rule whose pattern matches; rules named `name[N]` in `skip` (paused) are passed over."""
     for number, rule in enumerate(rules):
-        if rule_regex(rule["pattern"]).search(text):
+        if f"{name}[{number}]" not in skip and rule_regex(rule["pattern"]).search(text):
             return number, rule
     return None
 
 
-def rule_denial(policy: dict[str, Any], payload: dict[str, Any], text: str) -> tuple[str, str] | None:
-    """(reason, rule name) when forbidden_commands, forbidden_paths or the MCP lists deny the call."""
-    hit = first_match(policy.get("forbidden_commands") or [], text)
+def rule_denial(policy: dict[str, Any], payload: dict[str, Any], text: str,
+                skip: frozenset[str] | set[str] = frozenset()) -> tuple[str, str] | None:
+    """(reason, rule name) when forbidden_commands, forbidden_paths or the MCP lists deny the call.
+
+    `skip` holds the rule names the operator paused (`ao guard pause`)."""
+    hit = first_match(policy.get("forbidden_commands") or [], text, "forbidden_commands", skip)
     if hit:
         return hit[1]["reason"], f"forbidden_commands[{hit[0]}]"
     tool_name = str(payload.get("tool_name") or "")
-    if policy.get("forbidden_paths"):
+    live_paths = [r for r in policy.get("forbidden_paths") or [] if f"forbidden_paths {r['glob']}" not in skip]
+    if live_paths:
         cwd = str(payload["cwd"]) if isinstance(payload.get("cwd"), str) else str(policy["workspace"])
         targets = [(resolve_path(p, cwd), False) for p in patch_files(text)] if tool_name == "apply_patch" \
             else command_targets(text, cwd)
-        rule = path_rule_hit(policy, targets)
+        rule = path_rule_hit({**policy, "forbidden_paths": live_paths}, targets)
         if rule:
             return rule["reason"], f"forbidden_paths {rule['glob']}"
-    mcp_reason = mcp_hit(policy, tool_name)
+    mcp_reason = mcp_hit(policy, tool_name) if "mcp" not in skip else None
     if mcp_reason:
         return mcp_reason, "mcp"
     return None
 
 
-def approval_gate(policy: dict[str, Any], text: str) -> tuple[int, dict[str, str]] | None:
-    return first_match(policy.get("approval_required") or [], text)
+def approval_gate(policy: dict[str, Any], text: str,
+                  skip: frozenset[str] | set[str] = frozenset()) -> tuple[int, dict[str, str]] | None:
+    return first_match(policy.get("approval_required") or [], text, "approval_required", skip)
 
 
 def call_body(event: str, payload: dict[str, Any], text: str) -> dict[str, Any]:
@@ -238,6 +245,34 @@ def rollout_cost(lines: bytes, price: Price | None) -> Decimal:
         total += pricing.cost(price, _count(usage.get("input_tokens")), _count(usage.get("cached_input_tokens")),
                               _count(usage.get("output_tokens")))
     return total
+
+
+def usage_marks(lines: bytes) -> list[str | None]:
+    """In file order: a tool call's call_id, or None for a response's token_usage_record.
+
+    codex 0.169.0 writes a response's function calls, then its usage record (measured: 3 ms later,
+    before the call runs), so the calls before a record are the ones that response asked for.
+    """
+    import json
+
+    marks: list[str | None] = []
+    for line in lines.splitlines():
+        if b'"token_usage_record"' not in line and (b'_call"' not in line or b'"call_id"' not in line):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        payload = record.get("payload")
+        if record.get("type") == "token_usage_record" and isinstance(payload, dict):
+            marks.append(None)
+        elif isinstance(payload, dict) and record.get("type") == "response_item" \
+                and payload.get("type") in ("function_call", "custom_tool_call", "local_shell_call") \
+                and isinstance(payload.get("call_id"), str):
+            marks.append(payload["call_id"])
+    return marks
 
 
 # --- plans and prompts ------------------------------------------------------------------------------

@@ -25,11 +25,13 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from supervisor.govern import guard, provenance
+from supervisor.errors import FatalError
+from supervisor.govern import guard, plans, provenance
 
 SOCKET_DIR = "guard"
 SOCKET_NAME = "guard.sock"
@@ -44,9 +46,19 @@ ANSWER_MARGIN_S = 0.5          # answer this long before the client's deadline, 
 # codex kills a hook at its timeout and then RUNS the call, so the client gives up GUARD_MARGIN_S
 # before that and denies (hooks.py sets both).
 POLL_S = 0.2
+# PreToolUse waits this long at most for the usage of the response that asked for the call (codex
+# writes its token_usage_record a few ms after the function_call): the ceiling needs that response's
+# cost before the call may run, and before codex may send the call's output back to the model.
+USAGE_WAIT_S = 2.0
+DAILY_CHECK_S = 2.0            # the daily ceilings sum every session's saved spend: look this often
+WARN_AT = Decimal("0.8")       # a budget_warning receipt once spend reaches this share of the budget
 STRING_FIELDS = ("session_id", "turn_id", "transcript_path", "cwd", "hook_event_name", "model",
                  "permission_mode", "tool_name", "tool_use_id", "prompt", "last_assistant_message", "source")
 
+PLAN_FIRST_CONTEXT = ("ao enforces an intent plan in this session: before any tool call, register your plan with "
+                      "the register_intent_plan tool ({goal, steps: [{action, description, metadata: {inputs}}]}; "
+                      "action is shell or apply_patch, inputs {command} or {paths}). Tool calls that match no "
+                      "step are denied; register a revised plan to change it.")
 
 class BadRequest(Exception):
     """A request that is not a well-formed hook request; PreToolUse answers deny."""
@@ -111,10 +123,28 @@ class GuardServer:
         self._spent = Decimal(0)
         self._offsets: dict[str, int] = {}
         self._budget_stopped = False
+        self._budget_warned = False
+        self._exhausted_once = False
+        # the runner's hard stop of codex; called before the answer to the crossing call leaves
+        self.on_exhausted: Callable[[str], None] | None = None
+        # the operator's live controls (operator.json, hidden from the agent), re-read when it changes
+        self._controls: Any = None
+        self._controls_key: tuple[int, int, int] | None = None
+        self._controls_error: str | None = None
+        self._pausable: frozenset[str] = frozenset()
+        self._daily_at = float("-inf")
+        self._daily_others: dict[str, Decimal] = {}
+        self._daily_error: str | None = None
+        self._started_at: float | None = None
+        self._counted_calls: OrderedDict[str, None] = OrderedDict()  # calls whose response is priced
+        self._uncounted_calls: list[str] = []  # calls seen in the rollout, their usage not yet
         self._prompt_hash: str | None = None
         self._prompt_hashes: list[str] = []
         self._plan_hash: str | None = None
         self._plan_hashes: list[str] = []
+        self._plans = plans.PlanState()  # the plan in force; policy `plan: enforce` turns checking on
+        self._plan_offset: tuple[int, int, int] | None = None  # (dev, ino, offset) of the rollout read for plans
+        self._plan_lock = threading.Lock()  # in memory only, like _lock
         self._pending: set[str] = set()
         self._prices: dict[str | None, Any] = {}
         self._listener: socket.socket | None = None
@@ -137,6 +167,16 @@ class GuardServer:
         from supervisor.govern import ledger
 
         self.policy = guard.load_policy(str(self.session_dir), self.session)
+        self._plans.enforce = self._plans.plan_first = self.policy.get("plan") == "enforce"
+        from supervisor.govern import operator
+
+        self._pausable = frozenset(operator.pausable_rules(self.policy))
+        try:
+            from supervisor import store
+
+            self._started_at = float(store.get(self.session)["started_at"])
+        except (FatalError, KeyError, TypeError, ValueError):
+            self._started_at = None  # a guard run outside ao's store: today
         self._restore()
         self._ledger = ledger.LedgerWriter(self.session_dir, self.ao_home)
         self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -197,9 +237,100 @@ class GuardServer:
     def spent_usd(self) -> float:
         return float(self._spent)
 
+    def budget_usd(self) -> Decimal | None:
+        """The ceiling in force: the operator's (`ao budget`) over the compiled policy's; none while the
+        operator paused `budget_usd`, and zero while the controls cannot be read (fail closed)."""
+        controls, error = self._operator()
+        if error:
+            return Decimal(0)
+        if "budget_usd" in self._paused(controls):
+            return None
+        budget = controls.budget_usd if controls.budget_usd is not None else self.policy.get("budget_usd")
+        return None if budget is None else Decimal(str(budget))
+
+    def _operator(self) -> tuple[Any, str | None]:
+        """(Controls, error): the operator's controls, read again only when the file changed."""
+        from supervisor.govern import operator
+
+        path = operator.control_path(self.session_dir)
+        try:
+            info = os.stat(path)
+            key: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except FileNotFoundError:
+            key = None
+        except OSError as exc:
+            return operator.Controls(), f"cannot read the operator's controls {path}: {exc.strerror}"
+        with self._lock:
+            if self._controls is not None and key == self._controls_key:
+                return self._controls, self._controls_error
+        try:
+            controls, error = operator.read(self.session_dir), None
+        except operator.OperatorError as exc:
+            controls, error = operator.Controls(), str(exc)
+        with self._lock:
+            self._controls, self._controls_key, self._controls_error = controls, key, error
+        return controls, error
+
+    def _paused(self, controls: Any) -> frozenset[str]:
+        """Rules paused now; never one that protects ao itself, whatever the file says."""
+        from supervisor.govern import operator
+
+        return frozenset(operator.paused_now(controls)) & self._pausable
+
     def budget_exhausted(self) -> bool:
-        budget = self.policy.get("budget_usd")
-        return budget is not None and self._spent >= Decimal(str(budget))
+        budget = self.budget_usd()
+        return (budget is not None and self._spent >= budget) or self._daily_problem() is not None
+
+    def _has_daily(self) -> bool:
+        return any(v is not None for v in (self.policy.get("budget_usd_per_day") or {}).values())
+
+    def _daily_problem(self) -> str | None:
+        """Why today's ceilings (`budget_usd_per_day`, global and project) allow no more spend, or None.
+
+        The other sessions' saved spend is summed at most every DAILY_CHECK_S; this session's own is
+        the live figure, so a runaway session is stopped within one response here too."""
+        from datetime import date, datetime
+
+        from supervisor.govern import operator
+
+        if not self._has_daily():
+            return None
+        ceilings, project = self.policy["budget_usd_per_day"], self.policy.get("project")
+        today = date.today()
+        mine_today = datetime.fromtimestamp(self._started_at or time.time()).date() == today
+        now = time.monotonic()
+        if now - self._daily_at >= DAILY_CHECK_S:
+            self._daily_at = now
+            try:
+                saved = Decimal(str(guard.read_state(str(self.session_dir)).get("spent_usd_exact") or 0))
+                own = saved if mine_today else Decimal(0)
+                self._daily_others = {level: operator.daily_spend(self.ao_home, today, scope) - own
+                                      for level, scope in (("global", None), ("project", project))
+                                      if ceilings.get(level) is not None}
+                self._daily_error = None
+            except (operator.OperatorError, guard.GuardError, ArithmeticError) as exc:
+                self._daily_error = f"the daily ceiling cannot be checked: {exc}"
+        if self._daily_error:
+            return self._daily_error
+        for level, others in self._daily_others.items():
+            spent = others + (self._spent if mine_today else Decimal(0))
+            ceiling = Decimal(str(ceilings[level]))
+            if spent >= ceiling:
+                where = "all sessions" if level == "global" else f"project {project}"
+                return (f"daily budget reached: {where} spent ${spent:.4f} of ${ceiling:.4f} on {today.isoformat()} "
+                        f"(policy budget_usd_per_day, {level})")
+        return None
+
+    def follow(self, rollout_path: str | None) -> bool:
+        """Price what codex added to the session's rollout; True once the ceiling is reached (and codex
+        has been stopped). The runner calls this many times a second while codex runs."""
+        if not rollout_path or (self.budget_usd() is None and not self._has_daily()):
+            return False
+        self._update_spend({"transcript_path": rollout_path})
+        reason = self._check_budget({"hook_event_name": "follow"})
+        if reason:
+            self._exhaust(reason, "the rollout")
+        return reason is not None
 
     # --- serving ----------------------------------------------------------------------------------
 
@@ -267,6 +398,9 @@ class GuardServer:
                 self._post_tool_use(payload, peer_pid)
             elif event == guard.PROMPT:
                 self._user_prompt(payload, peer_pid)
+                if self._plans.enforce:  # codex adds a UserPromptSubmit hook's additionalContext to the turn
+                    return "ok", guard.compact_json({"hookSpecificOutput": {
+                        "hookEventName": guard.PROMPT, "additionalContext": PLAN_FIRST_CONTEXT}})
             else:
                 self._lifecycle(event, payload, peer_pid)
             return "ok", ""
@@ -291,22 +425,36 @@ class GuardServer:
         text = guard.command_text(payload)
         origin = self._origin(guard.PRE, payload, text, end - provenance.CONFIRM_WAIT_S / 3)
         allowed, reason, rule = True, "", None
-        if self.ledger_error:  # no receipt, no run
+        controls, control_error = self._operator()
+        paused = self._paused(controls)
+        if control_error:
+            allowed, reason, rule = False, control_error, "operator_controls"
+        elif controls.revoked:
+            allowed, reason, rule = False, ("the operator revoked this session (`ao revoke`); no further tool "
+                                            "calls run"), "revoked"
+        if allowed and self.ledger_error:  # no receipt, no run
             allowed, reason, rule = False, (f"ao cannot write the session's receipt ledger ({self.ledger_error}); "
                                             "tool calls are denied until it can"), "ledger_unwritable"
         unknown = guard.unknown_payload(payload) if allowed else None
         if unknown:  # the rules could not see the command: fail closed, not open
             allowed, reason, rule = False, unknown, "unknown_payload"
-        denial = guard.rule_denial(self.policy, payload, text) if allowed else None
+        denial = guard.rule_denial(self.policy, payload, text, paused) if allowed else None
         if denial:
             allowed, (reason, rule) = False, denial
-        if allowed and self.policy.get("budget_usd") is not None:
-            self._update_spend(payload)
+        verdict = self._plan_check(payload, origin) if allowed else None
+        if verdict is not None and not verdict.allowed:
+            allowed, reason, rule = False, verdict.reason, "plan"
+        if self.budget_usd() is not None or self._has_daily():  # whatever else decided: see below
+            self._await_usage(payload, min(end, time.monotonic() + USAGE_WAIT_S))
             budget_reason = self._check_budget(payload)
             if budget_reason:
-                allowed, reason, rule = False, budget_reason, "budget_usd"
+                if allowed:
+                    allowed, reason, rule = False, budget_reason, "budget_usd"
+                # the response that asked for this call crossed the ceiling: codex must be gone before
+                # it hears any answer, or it would carry the answer back to the model in a new request
+                self._exhaust(budget_reason, "PreToolUse")
         if allowed:
-            gate = guard.approval_gate(self.policy, text)
+            gate = guard.approval_gate(self.policy, text, paused)
             if gate:
                 allowed, reason = self._wait_for_approval(payload, gate[1], text, end, peer_pid)
                 rule = f"approval_required[{gate[0]}]"
@@ -314,7 +462,10 @@ class GuardServer:
             allowed, reason, rule = False, "ao guard could not decide before the hook deadline", "deadline"
         body = guard.call_body(guard.PRE, payload, text)
         body.update(decision="allow" if allowed else "deny", reason=reason, rule=rule, peer_pid=peer_pid,
-                    **provenance.fields(origin))
+                    plan_step=verdict.step if verdict is not None else None,
+                    plan_match=verdict.reason if verdict is not None else None, **provenance.fields(origin))
+        if paused:
+            body["paused_rules"] = sorted(paused)
         self._record("guard_decision", body, self._prompt_hash)  # the guard decided, whoever asked
         return allowed, reason
 
@@ -335,12 +486,12 @@ class GuardServer:
             body["plan_hash"] = self._plan_hash
             self._record("tool_call", ledger.as_claim(body, "guard_socket"), self._prompt_hash)
             return
-        if payload.get("tool_name") == "update_plan":  # codex's own plan tool
-            self._record_plans(payload, [guard.compact_json(payload.get("tool_input"))], "update_plan")
         self._update_spend(payload)
         body["plan_hash"] = self._plan_hash
         self._record("tool_call", body, self._prompt_hash)
-        self._check_budget(payload)
+        reason = self._check_budget(payload)
+        if reason:
+            self._exhaust(reason, "PostToolUse")
 
     def _user_prompt(self, payload: dict[str, Any], peer_pid: int) -> None:
         prompt = payload.get("prompt") or ""
@@ -361,8 +512,10 @@ class GuardServer:
     def _lifecycle(self, event: str, payload: dict[str, Any], peer_pid: int) -> None:
         message = payload.get("last_assistant_message")
         origin = self._thread_origin(payload) if event == guard.STOP else None
-        if event == guard.STOP and message and origin is None:  # only the session's own thread attests plans
-            self._record_plans(payload, guard.plan_blocks(message), "fenced_json")
+        if event == guard.STOP and origin is None:  # only the session's own thread attests plans
+            self._scan_plans()
+            for plan in plans.fenced_plans(message or ""):  # already read from the rollout, unless it lags
+                self._register_plan(payload, plan, "fenced_json")
         if event == guard.STOP:
             self._update_spend(payload)
         body = {"event": event, "thread_id": payload.get("session_id"), "model": payload.get("model"),
@@ -376,22 +529,73 @@ class GuardServer:
         if event == guard.START:
             self.session_started.set()
         if event == guard.STOP:
-            self._check_budget(payload)
+            reason = self._check_budget(payload)
+            if reason:
+                self._exhaust(reason, "Stop")
             self._persist()
 
-    def _record_plans(self, payload: dict[str, Any], plans: list[str], source: str) -> None:
-        """Plan attestation: each plan's SHA-256 goes to the ledger and onto every later receipt."""
-        if not plans:
-            return
-        digests = [guard.digest(plan) for plan in plans]
+    # --- plans (plans.py): registered, attested, enforced ---------------------------------------
+
+    def _plan_check(self, payload: dict[str, Any], origin: str | None) -> plans.Check:
+        """Take any plan codex's rollout shows before this call, then check the call against the plan."""
+        self._scan_plans()
+        tool_name, tool_input = payload.get("tool_name") or "", payload.get("tool_input")
+        if tool_name == plans.REGISTER_TOOL:  # the plan comes from codex's own request to ao's MCP server
+            plan = plans.normalize(tool_input)
+            if isinstance(plan, str):
+                return plans.Check(False, f"plan rejected: {plan}; call register_intent_plan again with "
+                                          "{goal, steps: [{action, description, metadata: {inputs}}]}", None)
+            if origin is not None:  # not a call codex's rollout lists: it registers nothing
+                return plans.Check(False, f"plan not registered: {origin}", None)
+            self._register_plan(payload, plan, "mcp")
+            return plans.Check(True, "plan registered", None)
+        return self._plans.check(tool_name, tool_input, payload.get("cwd") or "/")
+
+    def _register_plan(self, payload: dict[str, Any], plan: plans.Plan, source: str) -> None:
+        revision = self._plans.register(plan, source)
+        if revision is not None:
+            self._record_revision(payload, revision)
+
+    def _record_revision(self, payload: dict[str, Any], revision: plans.Revision) -> None:
+        """Plan attestation: the plan, its hash and its revision number go into the signed ledger."""
         with self._lock:
-            self._plan_hash = digests[-1]
-            self._plan_hashes.extend(digests)
-        for digest in digests:
-            self._record("lifecycle", {"event": "plan", "source": source, "plan_sha256": digest,
-                                       "thread_id": payload.get("session_id"), "turn_id": payload.get("turn_id")},
-                         self._prompt_hash)
+            if revision.enforced:
+                self._plan_hash = revision.plan_hash
+            self._plan_hashes.append(revision.plan_hash)
+        self._record("lifecycle", {"event": "plan", "source": revision.source, "plan_sha256": revision.plan_hash,
+                                   "revision": revision.number, "enforced": revision.enforced,
+                                   "plan": revision.plan, "thread_id": payload.get("session_id"),
+                                   "turn_id": payload.get("turn_id")}, self._prompt_hash)
         self._persist()
+
+    def _scan_plans(self) -> None:
+        """Fenced JSON plans in any agent message and `update_plan` calls, from the pinned rollout."""
+        pin = self._pin
+        fd = self._open_rollout(pin.path) if pin is not None else None
+        if fd is None or pin is None:
+            return
+        try:
+            with self._plan_lock:
+                info = os.fstat(fd)
+                if (info.st_dev, info.st_ino) != (pin.dev, pin.ino):
+                    return
+                dev, ino, offset = self._plan_offset or (info.st_dev, info.st_ino, 0)
+                if (dev, ino) != (info.st_dev, info.st_ino) or info.st_size < offset:
+                    offset = 0
+                chunk = os.pread(fd, min(info.st_size - offset, MAX_READ_PER_CALL), offset) \
+                    if info.st_size > offset else b""
+                whole = chunk[:chunk.rfind(b"\n") + 1]
+                self._plan_offset = (info.st_dev, info.st_ino, offset + len(whole))
+                for kind, value in plans.rollout_items(whole) if whole else []:
+                    if kind == "update_plan":
+                        self._record_revision({"session_id": pin.thread_id}, self._plans.note_update_plan(value))
+                    else:
+                        for plan in plans.fenced_plans(value):
+                            self._register_plan({"session_id": pin.thread_id}, plan, "fenced_json")
+        except OSError:
+            return
+        finally:
+            os.close(fd)
 
     # --- provenance: did codex make this call? ---------------------------------------------------
 
@@ -553,6 +757,7 @@ class GuardServer:
             info = os.fstat(fd)
             key = f"{info.st_dev}:{info.st_ino}"
             price = self._price(payload.get("model"))
+            budget = self.budget_usd()  # before _lock: reading the operator's controls takes it
             with self._lock:
                 if key not in self._offsets and len(self._offsets) >= MAX_TRANSCRIPTS:
                     return
@@ -566,20 +771,81 @@ class GuardServer:
                     return
                 self._spent += guard.rollout_cost(whole, price)
                 self._offsets[key] = offset + len(whole)
+                self._note_usage_marks(whole)
+                warn = self._warning_due(budget)
         finally:
             os.close(fd)
+        if warn:
+            self._record("budget_warning", warn, self._prompt_hash)
         self._persist()
+
+    def _note_usage_marks(self, lines: bytes) -> None:
+        """Which tool calls' responses are priced: a response's usage record follows its calls."""
+        for call_id in guard.usage_marks(lines):
+            if call_id is None:
+                for done in self._uncounted_calls:
+                    provenance.remember(self._counted_calls, done)
+                self._uncounted_calls.clear()
+            elif len(self._uncounted_calls) < 4096:
+                self._uncounted_calls.append(call_id)
+
+    def _warning_due(self, budget: Decimal | None) -> dict[str, Any] | None:
+        """The budget_warning body the first time spend reaches WARN_AT of the ceiling (under _lock)."""
+        if budget is None or self._budget_warned or self._spent < budget * WARN_AT:
+            return None
+        self._budget_warned = True
+        return {"spent_usd": float(self._spent), "budget_usd": float(budget),
+                "percent": int(self._spent * 100 / budget) if budget else 100}
+
+    def _await_usage(self, payload: dict[str, Any], until: float) -> None:
+        """Price the rollout until the usage of the response asking for this call is in (or `until`)."""
+        call_id = payload.get("tool_use_id")
+        while True:
+            self._update_spend(payload)
+            with self._lock:
+                counted = not call_id or call_id in self._counted_calls
+            if counted or time.monotonic() >= until:
+                return
+            time.sleep(0.005)
+
+    def _exhaust(self, reason: str, where: str) -> None:
+        """Once: the budget_exhausted receipt, then the runner's hard stop of codex."""
+        with self._lock:
+            first, self._exhausted_once = not self._exhausted_once, True
+        if not first:
+            return
+        self._record("budget_exhausted", {"spent_usd": float(self._spent), "budget_usd": float(self.budget_usd() or 0),
+                                          "reason": reason, "seen_at": where}, self._prompt_hash)
+        self._persist()
+        if self.on_exhausted is not None:
+            try:
+                self.on_exhausted(reason)
+            except Exception as exc:  # the deny still goes out; the runner's own follower retries
+                print(f"ao guard {self.session}: cannot stop codex at the budget: {exc}", file=sys.stderr)
 
     def _check_budget(self, payload: dict[str, Any]) -> str | None:
         """The deny reason once spend reached the budget; records one budget_stop the first time."""
-        budget = self.policy.get("budget_usd")
+        daily = self._daily_problem()
+        if daily:
+            with self._lock:
+                first, self._budget_stopped = not self._budget_stopped, True
+            if first:
+                self._record("budget_stop", {"spent_usd": float(self._spent), "daily": daily,
+                                             "event": payload.get("hook_event_name"),
+                                             "tool_name": payload.get("tool_name")}, self._prompt_hash)
+                self._persist()
+            return f"ao {daily}; no further tool calls"
+        budget = self.budget_usd()
         with self._lock:
-            if budget is None or self._spent < Decimal(str(budget)):
+            if budget is None or self._spent < budget:
+                if budget is not None:  # a raised ceiling re-arms the stop and the warning
+                    self._budget_stopped = self._exhausted_once = False
+                    self._budget_warned = self._budget_warned and self._spent >= budget * WARN_AT
                 return None
             first, self._budget_stopped = not self._budget_stopped, True
             spent = self._spent
         if first:
-            self._record("budget_stop", {"spent_usd": float(spent), "budget_usd": budget,
+            self._record("budget_stop", {"spent_usd": float(spent), "budget_usd": float(budget),
                                          "event": payload.get("hook_event_name"),
                                          "tool_name": payload.get("tool_name")}, self._prompt_hash)
             self._persist()
@@ -663,6 +929,8 @@ class GuardServer:
     # --- receipts and state (off the decision path) -----------------------------------------------
 
     def _record(self, kind: str, body: dict[str, Any], prompt_hash: str | None) -> None:
+        if isinstance(body, dict) and not (kind == "lifecycle" and body.get("event") == "plan"):
+            body.setdefault("plan_hash", self._plan_hash)  # every receipt names the plan in force
         self._queue.put((kind, body, prompt_hash))
 
     def _persist(self) -> None:
@@ -671,9 +939,11 @@ class GuardServer:
     def _state(self) -> dict[str, Any]:
         with self._lock:
             return {"spent_usd": round(float(self._spent), 9), "spent_usd_exact": str(self._spent),
-                    "budget_stopped": self._budget_stopped, "offsets": dict(self._offsets),
+                    "budget_stopped": self._budget_stopped, "budget_warned": self._budget_warned,
+                    "offsets": dict(self._offsets),
                     "prompt_hash": self._prompt_hash, "prompt_hashes": list(self._prompt_hashes),
                     "plan_hash": self._plan_hash, "plan_hashes": list(self._plan_hashes),
+                    "plan": self._plans.current.canonical() if self._plans.current is not None else None,
                     "updated": time.time(), "writer": "guard_server"}
 
     def _restore(self) -> None:
@@ -691,9 +961,12 @@ class GuardServer:
         if isinstance(offsets, dict):
             self._offsets = {k: v for k, v in offsets.items() if isinstance(v, int) and v >= 0}
         self._budget_stopped = state.get("budget_stopped") is True
+        self._budget_warned = state.get("budget_warned") is True
         for name in ("prompt_hash", "plan_hash"):
             if isinstance(state.get(name), str):
                 setattr(self, f"_{name}", state[name])
+        if state.get("plan") is not None:  # the plan in force before a restart stays in force
+            self._plans.restore(state["plan"])
 
     def _write_loop(self) -> None:
         """Write receipts in order, batched; on failure keep them and retry (PreToolUse denies meanwhile)."""

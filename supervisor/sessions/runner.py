@@ -28,8 +28,9 @@ from supervisor.records import PR_STATUSES, SessionRecord, Status
 
 
 def wait_for_slot(session: str, limit: int, poll: float = 0.25,
-                  sleep: Callable[[float], None] = time.sleep) -> None:
-    """Queued sessions start in spawn order as running ones end; a file lock keeps the check atomic."""
+                  sleep: Callable[[float], None] = time.sleep, slots: str = "alive") -> None:
+    """Queued sessions start in spawn order as running ones end (or, under `slots: active`, go idle
+    waiting for their user); a file lock keeps the check atomic."""
     from supervisor.sessions import reconcile
 
     while True:
@@ -40,7 +41,7 @@ def wait_for_slot(session: str, limit: int, poll: float = 0.25,
                 return
             earlier = [s for s in store.all_sessions()
                        if s["status"] == Status.QUEUED and s["started_at"] < record["started_at"]]
-            if store.count_running() < limit and not earlier:
+            if reconcile.count_running(slots) < limit and not earlier:
                 store.update(session, status=Status.SPAWNING)
                 return
         sleep(poll)
@@ -54,14 +55,19 @@ UNGOVERNED = ("ungoverned: codex ran {what} but its hooks never reached ao's gua
 
 
 def finish(session: str, code: int | None, failed: bool, error: str | None, extra: dict[str, Any],
-           blocked: bool = False) -> Status:
-    """Record the end of a run; a session `ao kill` already marked stays killed."""
-    current = store.get(session)["status"]
-    if current == Status.KILLED:
+           blocked: bool = False, blocked_reason: str | None = None) -> Status:
+    """Record the end of a run; a session `ao kill` already marked stays killed, and one it stopped
+    after its work had finished keeps that outcome (`kept_status`)."""
+    record = store.get(session)
+    current = record["status"]
+    kept = record.get("kept_status")
+    if kept:
+        status = Status(kept)
+    elif current == Status.KILLED:
         status = Status.KILLED
     elif blocked:
         status = Status.BLOCKED
-        extra = {**extra, "error": "stopped at a turn boundary: the session's budget is spent"}
+        extra = {**extra, "error": blocked_reason or "stopped at a turn boundary: the session's budget is spent"}
     elif code == 0 and not failed:
         status = Status(current) if current in PR_STATUSES else Status.DONE
     else:
@@ -92,6 +98,57 @@ def job_for(record: SessionRecord) -> Job:
 
 
 DEFAULT_STALL_AFTER_S = 60.0
+FOLLOW_S = 0.025  # how often the spend follower reads the rollout while a budget is set
+
+
+def halt(pid: int | None) -> list[int]:
+    """End codex and everything under it at once: SIGSTOP the tree first, so no process of it can send
+    another model request or fork while the rest is found, then SIGKILL it; returns the pids."""
+    import psutil
+
+    if not pid or pid <= 1 or pid == os.getpid():
+        return []
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return []
+    procs: list[psutil.Process] = []
+    for _round in range(4):  # a child forked before its parent stopped shows up on the next look
+        try:
+            found = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            found = []
+        new = [p for p in found if p not in procs]
+        if not new:
+            break
+        for proc in new:
+            try:
+                proc.suspend()
+            except psutil.Error:
+                pass
+        procs.extend(new)
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=3)
+    return [p.pid for p in procs]
+
+
+def _follow_spend(follow: Callable[[str | None], bool], rollout_of: Callable[[], str | None],
+                  done: threading.Event) -> None:
+    """Price the rollout as codex writes it, so a response without a hooked tool call still stops at the
+    ceiling; `follow` stops codex itself when spend reaches the budget."""
+    complained = False
+    while not done.wait(FOLLOW_S):
+        try:
+            if follow(rollout_of()):
+                return
+        except Exception as exc:  # the guard still prices at every hook; say it once
+            if not complained:
+                print(f"ao runner: the spend follower failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                complained = True
 
 
 class StallWatch:
@@ -135,7 +192,9 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
               before_finish: Callable[[], None] = lambda: None,
               clock: Callable[[], float] = time.monotonic, stall_after_s: float = DEFAULT_STALL_AFTER_S,
               approval_waiting: Callable[[], bool] = lambda: False,
-              on_thread: Callable[[str, str | None], None] = lambda _thread, _rollout: None) -> Status:
+              on_thread: Callable[[str, str | None], None] = lambda _thread, _rollout: None,
+              follow: Callable[[str | None], bool] | None = None,
+              set_halt: Callable[[Callable[[str], None]], None] = lambda _halt: None) -> Status:
     """Run one job to its end on `runtime`, keeping the record; returns the final status.
 
     `governed` is set once the guard heard codex's SessionStart; a tool call or a turn's end without
@@ -143,6 +202,8 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
     and `stall_after_s` decide `stalled`; `approval_waiting` says the quiet is a human's turn.
     `on_thread` hears codex's own thread id (from its stdout or rollout), which pins the guard's
     provenance checks to the real thread rather than to whoever sent the first SessionStart.
+    `follow` prices the rollout (True once the budget is reached); `set_halt` hands the guard the hard
+    stop it calls, before it answers the hook, when a response crosses the ceiling.
     """
     try:
         run = runtime.start(job)
@@ -157,9 +218,24 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
         run.stop()
 
     signal.signal(signal.SIGTERM, on_term)
+    exhausted: list[str] = []
+
+    def on_exhausted(reason: str) -> None:
+        if exhausted:
+            return
+        exhausted.append(reason)
+        halt(getattr(run, "pid", None))  # nothing of codex runs after this returns
+        run.stop()
+
+    set_halt(on_exhausted)
+    stored: dict[str, Any] = {}
+    following = threading.Event()
+    if follow is not None:
+        threading.Thread(target=_follow_spend, name="ao-spend",
+                         args=(follow, lambda: stored.get("rollout_path") or job.rollout_path, following),
+                         daemon=True).start()
     blocked = False
     ungoverned: str | None = None
-    stored: dict[str, Any] = {}
     end = Exited(None, True, "the runtime ended without reporting an exit")
     watch = StallWatch(stall_after_s, clock())
     stalled: str | None = None
@@ -185,14 +261,18 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
         elif isinstance(report, Exited):
             end = report
             break
-        if not killed and not blocked and not ungoverned:
+        if not killed and not blocked and not ungoverned and not exhausted:
             watch.see(report, clock())
             stalled = _record_stall(session, stalled, watch, clock(), approval_waiting)
+    following.set()
     before_finish()
     if killed:
         store.update(session, status=Status.KILLED)
     if ungoverned:
         return finish(session, end.code, True, ungoverned, end.fields)
+    if exhausted and not killed:
+        return finish(session, end.code, end.failed, end.error, end.fields, blocked=True,
+                      blocked_reason=f"stopped at the budget ceiling: {exhausted[0]}")
     return finish(session, end.code, end.failed, end.error, end.fields,
                   blocked=blocked or (not killed and budget_spent(session)))
 
@@ -236,7 +316,8 @@ def run(session: str) -> int:
     record = store.get(session)
     sdir = paths.ensure_private_dir(paths.session_dir(session))
     if record["status"] == Status.QUEUED:
-        wait_for_slot(session, int(record["launch"].get("max_concurrent") or 1))
+        wait_for_slot(session, int(record["launch"].get("max_concurrent") or 1),
+                      slots=str(record["launch"].get("slots") or "alive"))
     record = store.get(session)
     runtime = runtimes.of(record)
     server = GuardServer(session, paths.ao_home(), sdir, codex_home=codex_home_of(record))
@@ -252,6 +333,8 @@ def run(session: str) -> int:
     # inside the jail's pid namespace the runner has no pid; the read-only socket dir guards the socket
     guard_pairs = hooks.guard_overrides(server.socket_dir, float(launch.get("approval_timeout_s") or 300),
                                         server_pid=0 if jailed else os.getpid())
+    if launch.get("plan") == "enforce":  # the agent registers its plan through ao's MCP server
+        guard_pairs += hooks.plan_mcp_overrides()
     try:
         argv = plan.render_argv(session, launch, runtime, [*guard_pairs, *hooks.safety_overrides()])
     except (OSError, FatalError) as exc:
@@ -264,7 +347,8 @@ def run(session: str) -> int:
                        before_finish=lambda: server.stop(drain_s=10),
                        stall_after_s=float(launch.get("stall_after_s") or DEFAULT_STALL_AFTER_S),
                        approval_waiting=lambda: bool(guard.pending_approvals(home, session)),
-                       on_thread=lambda thread, rollout: server.expect_thread(thread, rollout) if thread else None)
+                       on_thread=lambda thread, rollout: server.expect_thread(thread, rollout) if thread else None,
+                       follow=server.follow, set_halt=lambda stop: setattr(server, "on_exhausted", stop))
     return 0 if status == Status.DONE else 1
 
 

@@ -33,6 +33,7 @@ class SpawnRequest:
     name: str | None = None
     policy_file: str | None = None
     unjailed: bool = False  # run without ao's jail: governance is then best effort
+    plan_first: bool = False  # policy `plan: enforce` for this session: no tool call before a registered plan
     check: bool = True  # ask the provider (or codex's login) before any side effect; --no-check skips
 
 
@@ -72,7 +73,7 @@ def _instructions(cfg: Config, sdir: Path) -> tuple[str, str | None]:
 
 
 def govern(cfg: Config, session: str, workspace: str, model: str, project: str | None,
-           policy_file: str | None) -> gpolicy.Policy:
+           policy_file: str | None, plan_first: bool = False) -> gpolicy.Policy:
     """Compile the session's policy for its guard server (policy.json, which the jail hides).
 
     codex runs ao's hooks with the hook-trust flag, which would also run hooks a repository ships in
@@ -83,9 +84,18 @@ def govern(cfg: Config, session: str, workspace: str, model: str, project: str |
         pol = gpolicy.from_config(file, project, base=pol)
     if policy_file:
         pol = gpolicy.load_file(Path(policy_file).expanduser().resolve(), base=pol)
+    if plan_first:  # --plan-first is the user's word on this session, over any config
+        pol.plan = "enforce"
     found = hooks.refuse_repo_hooks(Path(workspace), pol.allow_repo_hooks)
     sdir = paths.session_dir(session)
-    gpolicy.write_compiled(gpolicy.compile_policy(pol, session, Path(workspace), model, cfg.data.get("pricing")), sdir)
+    compiled = gpolicy.compile_policy(pol, session, Path(workspace), model, cfg.data.get("pricing"))
+    compiled["project"] = project  # the daily ceiling of the session's project
+    from supervisor.govern import operator
+
+    daily = operator.daily_ceiling_problem(paths.ao_home(), compiled.get("budget_usd_per_day"), project)
+    if daily:
+        raise FatalError(f"{daily}; no new agents start until tomorrow or until the ceiling is raised")
+    gpolicy.write_compiled(compiled, sdir)
     if found:
         ledger.append(sdir, "lifecycle", {"event": "repo_hooks_allowed", "files": [str(p) for p in found]})
     return pol
@@ -115,7 +125,8 @@ def write_prompt(session: str, prompt: str) -> str:
 def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, model: str, approval: str,
                  cli_overrides: list[str], project: str | None, issue: str | None, prompt: str | None,
                  resume_thread: str | None = None, policy_file: str | None = None,
-                 unjailed: bool = False, codex_home_of_thread: str | None = None) -> LaunchRecord:
+                 unjailed: bool = False, codex_home_of_thread: str | None = None,
+                 plan_first: bool = False) -> LaunchRecord:
     """The launch plan the session's runner renders into a command line once its guard listens."""
     data = cfg.data
     runtime = runtimes.get(runtime_name)
@@ -131,7 +142,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
     hooks.check_codex_home(codex_home)  # hooks or notify ao did not write would run with ao's trust flag
     wrappers.install()  # repairs edited or outdated wrappers before every launch
     text, file = _instructions(cfg, sdir)
-    pol = govern(cfg, session, workspace, model, project, policy_file)
+    pol = govern(cfg, session, workspace, model, project, policy_file, plan_first)
     overrides = command.build_overrides(data, model, cli_overrides, text, file)
     spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides,
                               flags=[hooks.TRUST_FLAG], approval_values=approval_values)
@@ -149,8 +160,9 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
             "jail": jail_plan, "unjailed": unjailed, "approval_timeout_s": pol.approval_timeout_s,
             "stall_after_s": float(data["stall_after_s"]),
             "warnings": sandbox_warnings(approval, spec.sandbox, codex_home),
-            "policy_file": policy_file,
-            "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"])}
+            "policy_file": policy_file, "plan_first": plan_first, "plan": pol.plan,
+            "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"]),
+            "slots": str(data.get("slots") or "active")}
 
 
 def isolated_codex_home(session: str) -> Path:
@@ -255,11 +267,12 @@ def _spawn(cfg: Config, req: SpawnRequest, session: str, made: _Made) -> None:
     agents_md.install(workspace, session, cfg.project(req.project).get("rules"))
     launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
                           req.project, req.issue, req.prompt, policy_file=req.policy_file,
-                          unjailed=req.unjailed)
+                          unjailed=req.unjailed, plan_first=req.plan_first)
     from supervisor.sessions import reconcile
 
     reconcile.release_stale_spawns()
-    status = Status.QUEUED if store.count_running() >= launch["max_concurrent"] else Status.SPAWNING
+    status = Status.QUEUED if reconcile.count_running(launch["slots"]) >= launch["max_concurrent"] \
+        else Status.SPAWNING
     store.insert({
         "session": session, "name": req.name, "project": req.project, "issue": req.issue,
         "repo": repo, "workspace": str(workspace), "runtime": req.runtime, "status": status,
@@ -284,6 +297,9 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
                          "use `ao send` to talk to it or `ao kill` first")
     if not record.get("thread_id"):
         raise FatalError(f"session {record['session']} never started a codex thread, so there is nothing to resume")
+    if not Path(record["workspace"]).is_dir():
+        raise FatalError(f"the workspace {record['workspace']} of session {record['session']} no longer exists "
+                         "(removed by `ao rm`?); start a new session with `ao spawn`")
     runtime = runtime or record["runtime"]
     if not runtimes.get(runtime).interactive and not prompt:
         raise FatalError(f"a {runtime} resume needs a PROMPT to send")
@@ -293,7 +309,8 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
                           old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
                           record.get("project"), record.get("issue"), prompt, record["thread_id"],
                           policy_file=old.get("policy_file"), unjailed=bool(old.get("unjailed")),
-                          codex_home_of_thread=(old.get("env") or {}).get("CODEX_HOME"))
+                          codex_home_of_thread=(old.get("env") or {}).get("CODEX_HOME"),
+                          plan_first=bool(old.get("plan_first")))
     rules = cfg.project(record.get("project")).get("rules") if record.get("project") else None
     agents_md.install(Path(record["workspace"]), record["session"], rules)
     store.update(record["session"], status=Status.SPAWNING, runtime=runtime, launch=launch, activity=None,
