@@ -23,3 +23,27 @@ def test_demo_runs_three_agents_to_done(ao, codex, tmp_path):
     logs = [subprocess.run(["git", "log", "--format=%s", "-1"], cwd=r["workspace"], capture_output=True,
                            text=True).stdout.strip() for r in rows]
     assert sorted(logs) == ["Add hello.py", "Initial commit", "Initial commit"]
+
+
+def test_demo_keeps_one_home_and_a_follow_up_says_why_it_cannot_go_on(ao, codex, tmp_path):
+    import os
+
+    tmp_before = set(os.listdir("/tmp"))
+    for _run in (1, 2):
+        out = ao("demo", timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+    from supervisor.sessions.demo import demo_home
+
+    home = demo_home()
+    assert str(home).startswith(os.environ["HOME"]) or os.environ.get("XDG_CACHE_HOME")
+    assert sorted(p.name for p in home.iterdir()) == ["model-ledger.jsonl", "sample-repo"]
+    assert not {n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith("ao-demo-")}
+    # the second run's ledger holds only its own three agents
+    served = read_ledger(home / "model-ledger.jsonl")
+    assert len({e["thread_id"] for e in served}) == 3
+    session = json.loads(ao("status", "--json").stdout)[0]["session"]
+    for verb in (("resume", session, "one more thing"), ("send", session, "one more thing")):
+        out = ao(*verb)
+        assert out.returncode == 1
+        assert "ao demo" in out.stderr and "scripted model" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1

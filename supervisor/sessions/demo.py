@@ -1,8 +1,8 @@
 """`ao demo`: a sample repo, the scripted model, three agents in parallel worktrees, then status and cost."""
 from __future__ import annotations
 
+import os
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from supervisor.resources import read_text
 from supervisor.sessions.spawn import SpawnRequest, spawn
 
 DEMO_MODEL = "gpt-5.1-codex"
+DEMO_PROVIDER = "ao-scripted"  # `ao resume` names the demo when this provider no longer answers
 TASKS = {
     "branch": "Create a branch named demo/greeting for the upcoming greeting work.",
     "edit": "Write a short NOTES.md describing what this repository is for.",
@@ -41,17 +42,28 @@ def demo_script() -> script_mod.Script:
     return script_mod.load_text(text, "demo-script.yaml")
 
 
+def demo_home() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "ao" / "demo"
+
+
 def run_demo(base: Config, directory: Path | None, wait: Callable[[list[str], float], list[SessionRecord]],
              echo: Callable[[str], None]) -> tuple[list[SessionRecord], Path]:
-    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="ao-demo-"))
+    # one demo home, reused, rather than a new temp dir per run: the demo's worktrees live on in
+    # $AO_HOME/worktrees and need their repository, and nothing piles up in /tmp. Not inside $AO_HOME,
+    # whose files the jail never lets an agent write (a worktree's commits write the repository's .git).
+    root = Path(directory) if directory else demo_home()
     root.mkdir(parents=True, exist_ok=True)
-    repo = make_sample_repo(root)
+    repo = root / "sample-repo"
+    if not (repo / ".git").is_dir():
+        repo = make_sample_repo(root)
     ledger = root / "model-ledger.jsonl"
+    ledger.unlink(missing_ok=True)  # "served vs counted" is about this run's three agents
     server = ScriptedModel(demo_script(), ledger=ledger, model=None)
     server.start_in_thread()
     echo(f"scripted model listening on {server.base_url}; sample repo at {repo}")
     data = config_mod.merge(base.data, {
-        "provider": {"id": "ao-scripted", "base_url": server.base_url, "wire_api": "responses"},
+        "provider": {"id": DEMO_PROVIDER, "base_url": server.base_url, "wire_api": "responses"},
         "agent": {"model": DEMO_MODEL, "approval": "skip"},
         "runtime": "headless", "workspace": "worktree",
     })

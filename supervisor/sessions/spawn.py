@@ -161,6 +161,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
             "stall_after_s": float(data["stall_after_s"]),
             "warnings": sandbox_warnings(approval, spec.sandbox, codex_home),
             "policy_file": policy_file, "plan_first": plan_first, "plan": pol.plan,
+            "provider": data.get("provider"),  # a resumed thread must go back to the provider it began on
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"]),
             "slots": str(data.get("slots") or "active")}
 
@@ -176,14 +177,14 @@ def isolated_codex_home(session: str) -> Path:
     return home
 
 
-def check_model_access(cfg: Config) -> None:
+def check_model_access(cfg: Config, doing: str = "spawning") -> None:
     """Refuse a spawn whose codex could never reach a model: it would sit `stalled` forever."""
     from supervisor.launch import preflight
 
     home = paths.codex_home()  # an isolated CODEX_HOME is seeded from this one's auth.json
     found = preflight.model_access(cfg.data.get("provider"), home)
     if not found.ok:
-        raise FatalError(f"not spawning: {found.detail}; {found.hint}")
+        raise FatalError(f"not {doing}: {found.detail}; {found.hint}")
 
 
 def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
@@ -287,6 +288,23 @@ def _spawn(cfg: Config, req: SpawnRequest, session: str, made: _Made) -> None:
     made.complete = True
 
 
+def _thread_provider(cfg: Config, record: SessionRecord) -> Config:
+    """The config with the provider the thread began on (codex refuses a thread whose provider is gone),
+    after checking that it still answers."""
+    provider = record["launch"].get("provider")
+    if provider and provider != cfg.data.get("provider"):
+        cfg = Config({**cfg.data, "provider": provider}, cfg.path)
+    try:
+        check_model_access(cfg, "resuming")
+    except FatalError as exc:
+        if (provider or {}).get("id") == "ao-scripted":
+            raise FatalError(f"{exc}. Session {record['session']} ran on `ao demo`'s scripted model, which stops "
+                             "when the demo ends; its thread cannot go on without it (`ao demo` starts new ones)") \
+                from None
+        raise
+    return cfg
+
+
 def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) -> SessionRecord:
     """Continue a codex thread in its workspace with the same policy, instructions and wrappers."""
     record = store.find(target)
@@ -304,6 +322,7 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
     if not runtimes.get(runtime).interactive and not prompt:
         raise FatalError(f"a {runtime} resume needs a PROMPT to send")
     old = record["launch"]
+    cfg = _thread_provider(cfg, record)
     launch = build_launch(cfg, record["session"], record["workspace"], runtime,
                           record["model"] or cfg.data["agent"]["model"],
                           old.get("approval") or cfg.data["agent"]["approval"], old.get("overrides") or [],
