@@ -220,7 +220,9 @@ def test_policy_pause_and_budget_verbs(tmp_path: Path) -> None:
     assert json.loads(ops("policy", "ao-cli-op", "--json").stdout)["operator"]["budget_in_force"] == 3.25
     assert ops("budget", "ao-cli-op", "lots").returncode == 1
     assert ops("guard", "resume", "ao-cli-op", "approval_required[0]").returncode == 0
-    assert [r["action"] for r in operator_receipts(session_dir)] == ["pause", "budget", "resume"]
+    # the refused ones wrote nothing; the reads are receipts too
+    assert [r["action"] for r in operator_receipts(session_dir)] == [
+        "pause", "view_policy", "view_policy", "budget", "view_policy", "resume"]
 
 
 def test_revoke_a_finished_session(tmp_path: Path) -> None:
@@ -299,6 +301,10 @@ def test_approvals_policy_and_revoke_on_a_running_session(ao, codex, scripted_mo
     bundle_path = tmp_path / "revoked.jsonl"
     assert ao("receipts", "export", session, "--since", "1h", "-o", str(bundle_path)).returncode == 0
     assert ao("receipts", "verify", str(bundle_path)).returncode == 0
+    # every verb leaves a receipt, the reading ones included
+    actions = [r["action"] for r in operator_receipts(session_dir)]
+    assert actions.count("list_approvals") == 2 and actions.count("view_policy") == 1
+    assert actions[-1] == "export"
 
 
 def test_budget_on_a_blocked_session_and_its_day(ao, codex, scripted_model, config_for, sample_repo) -> None:

@@ -153,6 +153,14 @@ def _change(session_dir: Path, action: str, detail: dict[str, Any], edit: Any) -
     return controls
 
 
+def note(session_dir: Path, action: str, detail: dict[str, Any]) -> None:
+    """An operator receipt for a verb that reads (policy, approvals, export): who looked, and when."""
+    from supervisor.govern import ledger
+
+    if Path(session_dir).is_dir():
+        ledger.append(Path(session_dir), "operator", {"action": action, **detail, "by": f"uid {os.getuid()}"})
+
+
 def set_budget(session_dir: Path, budget_usd: float | None) -> Controls:
     """Override the session's budget ceiling (None: back to the policy's)."""
     if budget_usd is not None and (not _number(budget_usd) or budget_usd < 0):

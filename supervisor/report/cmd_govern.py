@@ -137,6 +137,8 @@ def export_cmd(session: str | None, every: bool, since: str | None, out: Path, a
         if start is None:
             raise FatalError("--all needs a window: add --since, e.g. --since 24h")
         summaries = bundle.export_all(out, start)
+        for summary in summaries:
+            operator.note(paths.session_dir(summary["session"]), "export", {"since": start, "out": str(out)})
         if as_json:
             print_json({"directory": str(out), "manifest": str(out / bundle.MANIFEST), "since": start,
                         "sessions": summaries})
@@ -146,6 +148,7 @@ def export_cmd(session: str | None, every: bool, since: str | None, out: Path, a
         return
     assert session is not None
     summary = export_receipts(session, out, start)
+    operator.note(paths.session_dir(summary["session"]), "export", {"since": start, "out": str(out)})
     if as_json:
         print_json({"bundle": str(out), "since": start, "summary": summary})
     else:

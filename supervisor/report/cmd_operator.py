@@ -127,7 +127,10 @@ def _short(value: Any, width: int = 60) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the rules, their sources and the live controls as JSON.")
 def policy_cmd(session: str, as_json: bool) -> None:
     """The policy in force for SESSION: each rule with where it came from, and what the operator paused."""
+    from supervisor.govern import operator
+
     view = policy_view(session)
+    operator.note(paths.session_dir(view["session"]), "view_policy", {})
     if as_json:
         print_json(view)
     else:
@@ -272,9 +275,13 @@ def pending_rows(now: float | None = None) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True)
 def approvals_cmd(as_json: bool) -> None:
     """The tool calls waiting for `ao approve` / `ao deny`, across sessions, oldest first."""
+    from supervisor.govern import operator
     from supervisor.report.cmd_govern import describe_command
 
     rows = pending_rows()
+    for session in sorted({str(r["session"]) for r in rows if r["session"]}):
+        operator.note(paths.session_dir(session), "list_approvals",
+                      {"approvals": [r["id"] for r in rows if r["session"] == session]})
     if as_json:
         print_json({"approvals": rows})
         return
