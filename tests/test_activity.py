@@ -22,6 +22,17 @@ def test_classify_rules():
     assert activity.classify(["task_started"], 1, True, guard_blocked=True) == "blocked"
 
 
+
+def test_a_late_item_completed_after_the_turn_end_is_idle_at_once():
+    """The TUI can log item_completed (and a usage count) after task_complete; it used to read as
+    `active` for up to STALE_AFTER (300 s)."""
+    assert activity.classify(["task_started", "task_complete", "item_completed"], 1, True) == "idle"
+    assert activity.classify(["task_complete", "item_completed", "token_count"], 1, True) == "idle"
+    # mid-turn, the same bookkeeping follows a call: still active
+    assert activity.classify(["task_started", "function_call", "item_completed"], 1, True) == "active"
+    assert activity.classify(["function_call_output", "token_usage_record"], 1, True) == "active"
+
+
 def test_age_comes_from_the_event_timestamp(tmp_path):
     path = tmp_path / "rollout.jsonl"
     path.write_text(line("task_started") + line("function_call", top="response_item"))

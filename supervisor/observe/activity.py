@@ -51,6 +51,8 @@ def classify(kinds: list[str], age: float, alive: bool, pending_approval: bool =
     if guard_blocked:
         return "blocked"
     for kind in reversed(kinds):
+        if kind in cf.TRAILING_KINDS:  # may follow a turn's end: the event before it decides
+            continue
         if kind in cf.WAITING_KINDS:
             return "waiting_input"
         if kind in cf.BLOCKED_KINDS:

@@ -177,6 +177,9 @@ IDLE_KINDS = frozenset((Event.TASK_COMPLETE, Event.TURN_COMPLETE, Event.SHUTDOWN
 WORKING_KINDS = frozenset((Event.TASK_STARTED, Item.FUNCTION_CALL, Item.FUNCTION_CALL_OUTPUT, Item.CUSTOM_TOOL_CALL,
                            Item.REASONING, Event.AGENT_MESSAGE, Event.TOKEN_COUNT, Item.MESSAGE,
                            Event.ITEM_COMPLETED, Line.TOKEN_USAGE_RECORD))
+# Bookkeeping that can still arrive after a turn's end (a late item_completed, a usage count): it
+# says nothing about whether a new turn began, so the event before it decides.
+TRAILING_KINDS = frozenset((Event.ITEM_COMPLETED, Event.TOKEN_COUNT, Line.TOKEN_USAGE_RECORD))
 
 # Usage objects (token_count's info.*_token_usage, token_usage_record's usage, exec's turn.completed)
 INPUT_TOKENS, CACHED_INPUT_TOKENS = "input_tokens", "cached_input_tokens"
