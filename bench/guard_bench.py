@@ -77,12 +77,15 @@ def measure(runs: int = 200) -> dict:
         calls = iter(range(1, 1 << 30))
 
         def payload() -> bytes:
-            """The next call: written to the rollout (as codex does before the hook), then its hook payload."""
+            """The next call and its response's usage: written to the rollout (as codex does before the
+            hook), then its hook payload."""
             call_id = f"call_{next(calls)}"
-            with open(rollout, "a") as fh:
+            with open(rollout, "a") as fh:  # codex 0.169.0 logs the response's usage right after its calls
                 fh.write(json.dumps({"type": "response_item", "payload": {
                     "type": "function_call", "name": "exec_command", "arguments": json.dumps({"cmd": command}),
-                    "call_id": call_id}}, separators=(",", ":")) + "\n")
+                    "call_id": call_id}}, separators=(",", ":")) + "\n"
+                    + json.dumps({"type": "token_usage_record", "payload": {"usage": {
+                        "input_tokens": 1000, "cached_input_tokens": 0, "output_tokens": 50}}}) + "\n")
             return json.dumps({
                 "session_id": thread, "turn_id": "u", "transcript_path": str(rollout), "cwd": str(workspace),
                 "hook_event_name": "PreToolUse", "model": "gpt-5.1-codex", "permission_mode": "bypassPermissions",

@@ -57,6 +57,7 @@ class LaunchRecord(TypedDict, total=False):
     approval: str
     sandbox: str
     max_concurrent: int
+    budget_usd: float | None  # the compiled policy's ceiling at launch (`ao budget` overrides it live)
     provider: dict[str, Any] | None  # the provider the thread began on
     slots: str  # active: an interactive agent waiting for its user frees its slot | alive
     prompt_file: str | None

@@ -83,11 +83,10 @@ def test_a_tmux_turn_that_ended_is_finished_frees_its_slot_and_kill_keeps_pr_ope
         with pytest.raises(FatalError, match="to exit"):
             wait_sessions([first], 1.0, until_exit=True)
         assert reconcile.count_running("alive") == 1 and reconcile.count_running("active") == 0
-        record = store.get(first)
-        if "slots" in record["launch"]:  # spawn carries config `slots` to the runner
-            second = _spawn(ao, sample_repo, "[ao-task:quick] go", "--headless")
-            assert second["status"] == "spawning", second  # the idle agent gave its slot back
-            assert ao("wait", second["session"], "--timeout", "60").returncode == 0
+        assert store.get(first)["launch"]["slots"] == "active"  # the default, carried to the runner
+        second = _spawn(ao, sample_repo, "[ao-task:quick] go", "--headless")
+        assert second["status"] == "spawning", second  # the idle agent gave its slot back
+        assert ao("wait", second["session"], "--timeout", "60").returncode == 0
         assert _left(first), "the tmux agent should still be alive before the kill"
         killed = ao("kill", first)
         assert killed.returncode == 0, killed.stderr

@@ -139,8 +139,9 @@ def pr_number_of(record: Mapping[str, Any]) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def budget_of(session: str) -> float | None:
-    """The session's budget in USD: the operator's override (`operator.json`), else its compiled policy's.
+def budget_of(session: str, launch: Mapping[str, Any] | None = None) -> float | None:
+    """The session's budget in USD: the operator's override (`operator.json`), else its compiled policy's
+    (recorded in the launch since this ao; older sessions' policy.json is read).
 
     Both files live in the session dir, which the jail hides from the agent. A file that is missing,
     unreadable or not the expected JSON object gives no budget rather than a failing `ao status`.
@@ -148,7 +149,10 @@ def budget_of(session: str) -> float | None:
     from supervisor.govern import guard
 
     sdir = paths.session_dir(session)
-    for name in ("operator.json", "policy.json"):
+    names = ["operator.json"]
+    if launch is None or "budget_usd" not in launch:
+        names.append("policy.json")
+    for name in names:
         try:
             doc = json.loads(guard.read_regular(str(sdir / name)))
         except FileNotFoundError:
@@ -158,7 +162,8 @@ def budget_of(session: str) -> float | None:
         value = doc.get("budget_usd") if isinstance(doc, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
             return float(value)
-    return None
+    value = (launch or {}).get("budget_usd")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
 
 
 def budget_warning(spent_usd: float | None, cost_usd: float, budget_usd: float | None) -> bool:
@@ -206,7 +211,7 @@ def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[
         gov = guard.session_governance(home, record["session"])
         spent = gov.get("spent_usd")
         row["spent_usd"] = float(spent) if isinstance(spent, (int, float)) and not isinstance(spent, bool) else None
-        row["budget_usd"] = budget_of(record["session"])
+        row["budget_usd"] = budget_of(record["session"], record.get("launch"))
         row["budget_warning"] = budget_warning(row["spent_usd"], row["cost_usd"], row["budget_usd"])
         if store.is_live(record):  # approvals and budget stops only matter while the agent runs
             row["approval_id"] = gov["waiting_input"]

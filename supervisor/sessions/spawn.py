@@ -161,6 +161,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
             "stall_after_s": float(data["stall_after_s"]),
             "warnings": sandbox_warnings(approval, spec.sandbox, codex_home),
             "policy_file": policy_file, "plan_first": plan_first, "plan": pol.plan,
+            "budget_usd": pol.budget_usd,  # the compiled ceiling, for `ao status` without reading policy.json
             "provider": data.get("provider"),  # a resumed thread must go back to the provider it began on
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"]),
             "slots": str(data.get("slots") or "active")}
