@@ -2,7 +2,8 @@
 
 Runs the real codex against the scripted model once to get seed rollouts (several turns, resumes,
 a fork), replicates them with fresh thread and response ids into a temp CODEX_HOME until it holds
-`--gb` gigabytes, then times ao cold (no index) and warm against `grep -c` and ccusage.
+`--gb` gigabytes, then times ao cold (no index) and warm against the honest grep floor
+(`LC_ALL=C grep -rc --include='*.jsonl' token_count DIR > counts.txt`) and ccusage.
 
     .venv/bin/python bench/cost_bench.py --gb 0.1
 """
@@ -127,7 +128,12 @@ def measure(work: Path, gb: float, codex: str, with_ccusage: bool = True, log: A
     env.pop("AO_CONFIG", None)
     ao = ao_argv("cost", "--all", "--json")
     subprocess.run(["cat", *map(str, corpus.rglob("*.jsonl"))], stdout=subprocess.DEVNULL)  # page cache warm
-    grep = timed(["sh", "-c", f"LC_ALL=C grep -rc --include='*.jsonl' token_count {corpus}/sessions >/dev/null"], env)
+    # the counts go to a file: GNU grep treats `> /dev/null` like -q and stops at each file's first match,
+    # which does about half the work and would make the floor look twice as fast as reading everything
+    counts = work / "grep-counts.txt"
+    grep = timed(["sh", "-c", f"LC_ALL=C grep -rc --include='*.jsonl' token_count {corpus}/sessions > {counts}"], env)
+    if grep.returncode or len(counts.read_text().splitlines()) != files:
+        raise SystemExit(f"the grep floor did not count every rollout (exit {grep.returncode}; see {counts})")
     cold = timed(ao, env)
     warm = [timed(ao, env) for _ in range(3)]
     # what any `ao` command pays before it does anything: the interpreter and the CLI's imports
@@ -162,7 +168,7 @@ def checks(r: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
 def print_report(r: dict[str, Any]) -> None:
     cc_s = r["ccusage_s"]
     rows = [
-        ("grep -c token_count", f"{r['grep_s']:.3f}s", ""),
+        ("grep -rc token_count > file", f"{r['grep_s']:.3f}s", ""),
         ("ccusage session --offline", f"{cc_s:.3f}s" if cc_s is not None else "n/a",
          f"{r['ccusage_rss'] / 2**20:.0f} MB" if r["ccusage_rss"] else ""),
         ("ao cost cold", f"{r['cold_s']:.3f}s", f"{r['cold_rss'] / 2**20:.0f} MB"),

@@ -68,7 +68,8 @@ def bar_chart(rows: list[Mapping[str, Any]], width: int = BAR_WIDTH) -> str:
 @click.option("--until", metavar="YYYY-MM-DD", help="Last day to count (inclusive).")
 @click.option("--timezone", "tz_name", metavar="ZONE", help="Timezone for days: Z, +HH:MM or a name (default: local).")
 @click.option("--all", "all_rollouts", is_flag=True,
-              help="Every codex rollout under $CODEX_HOME, not only ao's sessions.")
+              help="Every codex rollout in every CODEX_HOME ao has used (isolated session homes too), "
+                   "not only ao's sessions.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cost(ctx: click.Context, by: str, since: str | None, until: str | None, tz_name: str | None,

@@ -85,12 +85,45 @@ def session_entries(records: list[SessionRecord]) -> tuple[list[UsageEntry], lis
     return entries, refreshed.warnings
 
 
+def codex_homes(records: list[SessionRecord] | None = None) -> list[Path]:
+    """Every CODEX_HOME ao has used, the default one first: each local session's `launch.env.CODEX_HOME`
+    (isolated homes live under the session dir) and any `codex-home` left in a session dir.
+
+    Homes are told apart by their real path, so a symlinked or repeated home is read once, but each is
+    kept as first written: the index keys files by that path, and `ao cost` for one session must find
+    the same keys. Homes that no longer exist are skipped.
+    """
+    from supervisor import registry
+
+    candidates = [paths.codex_home()]
+    for r in store.all_sessions() if records is None else records:
+        if r.get("runtime") in registry.REMOTE_ROLLOUTS:
+            continue  # a remote session's CODEX_HOME is a path on another machine
+        home = ((r.get("launch") or {}).get("env") or {}).get("CODEX_HOME")
+        if isinstance(home, str) and os.path.isabs(home):
+            candidates.append(Path(home))
+    try:
+        candidates += sorted(Path(e.path) / "codex-home" for e in os.scandir(paths.sessions_dir())
+                             if e.is_dir(follow_symlinks=False))
+    except OSError:
+        pass
+    homes: dict[str, Path] = {}
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if real not in homes and os.path.isdir(real):
+            homes[real] = candidate
+    return list(homes.values())
+
+
 def all_entries(codex_home: Path | None = None) -> tuple[list[UsageEntry], list[str]]:
-    """Entries for every rollout under $CODEX_HOME/sessions and archived_sessions."""
+    """Entries for every rollout under sessions/ and archived_sessions/ of `codex_home`, or of every
+    CODEX_HOME ao has used (`codex_homes`) when none is given."""
     from supervisor.observe import index
 
-    home = codex_home or paths.codex_home()
-    refreshed = index.refresh(index.discover(home), prune_roots=[home / "sessions", home / "archived_sessions"])
+    homes = [codex_home] if codex_home else codex_homes()
+    found = [p for home in homes for p in index.discover(home)]
+    roots = [root for home in homes for root in (home / "sessions", home / "archived_sessions")]
+    refreshed = index.refresh(found, prune_roots=roots)
     return [UsageEntry(f.thread_id or Path(f.path).name, f.cwd or "", model, bucket, tokens)
             for f, model, bucket, tokens in index.iter_sums(refreshed.files.values())], refreshed.warnings
 
