@@ -349,7 +349,7 @@ def test_r1b_runner_killed_during_a_long_command(tmp_path: Path, monkeypatch: An
             time.sleep(0.05)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # a killed codex: the runner records the end on its own
-            row = json.loads(run_ao(fleet.home, "status", session, "--json").stdout)
+            row = json.loads(run_ao(fleet.home, "status", session, "--json").stdout)[0]
             if row["status"] in ENDED:
                 break
             time.sleep(0.5)

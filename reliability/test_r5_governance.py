@@ -476,7 +476,7 @@ def test_r5_broken_policy_fails_the_spawned_session(tmp_path: Path, monkeypatch:
 
         def status(session: str) -> dict[str, Any]:
             out = run_ao(home, "status", session, "--json")
-            return dict(json.loads(out.stdout)) if out.returncode == 0 else {"status": f"?? {out.stderr[-200:]}"}
+            return dict(json.loads(out.stdout)[0]) if out.returncode == 0 else {"status": f"?? {out.stderr[-200:]}"}
 
         for round_no in range(max(N // 20, 1)):
             holder = spawn("hold")

@@ -76,6 +76,7 @@ def test_r7a_budget_ceiling(tmp_path: Path, monkeypatch: Any, rng: random.Random
         ledger = root / "served.jsonl"
         model = start_model(json.dumps(script), ledger)
         spawned: dict[str, Any] | None = None
+        problems_thread: list[str] = []
         try:
             write_config(home, model.base_url, f"budget_usd: {budget}\n"
                          "policy:\n  forbidden_commands:\n    - {pattern: 'rm\\s+-rf', reason: no recursive deletes}\n")
@@ -83,6 +84,8 @@ def test_r7a_budget_ceiling(tmp_path: Path, monkeypatch: Any, rng: random.Random
             run_ao(home, "wait", spawned["session"], "--timeout", "90", timeout=120)
             row = _row(home, spawned["session"])
             served = _served(ledger, row.get("thread_id"))
+            if not row.get("thread_id"):
+                problems_thread = ["the session recorded no thread id (it could not be resumed)"]
         finally:
             if spawned:
                 run_ao(home, "kill", spawned["session"])
@@ -90,7 +93,7 @@ def test_r7a_budget_ceiling(tmp_path: Path, monkeypatch: Any, rng: random.Random
         spent = sum((_price(e["usage"]) for e in served), Decimal(0))
         ticks_file = Path(spawned["workspace"]) / "ticks.txt"
         ticks = ticks_file.read_text().splitlines() if ticks_file.exists() else []
-        problems = []
+        problems = list(problems_thread)
         if row["status"] != "blocked" or "budget" not in (row.get("error") or ""):
             problems.append(f"status {row['status']!r} error {row.get('error')!r}")
         if len(served) != k + 1:

@@ -134,3 +134,16 @@ def test_a_turn_that_ends_on_the_crossing_response_ends_blocked(ao, codex, scrip
     row = json.loads(ao("status", spawned["session"], "--json").stdout)[0]
     assert row["status"] == "blocked" and row["attention"] == "budget", row
     assert len([e for e in read_ledger(tmp_path / "ledger-0.jsonl") if e["thread_id"] == row["thread_id"]]) == 1
+
+
+def test_a_tmux_session_stopped_on_its_first_response_keeps_its_thread(ao, codex, scripted_model, config_for,
+                                                                       sample_repo, tmp_path):
+    """Stopped before a poll saw its rollout, the session must still know its thread, or it could
+    never be resumed after `ao budget` raised the ceiling."""
+    config_for(scripted_model(RUNAWAY), "budget_usd: 0.10\n")
+    spawned = spawn(ao, sample_repo, "tmux", "runaway")
+    ao("wait", spawned["session"], "--timeout", "90")
+    row = json.loads(ao("status", spawned["session"], "--json").stdout)[0]
+    assert row["status"] == "blocked" and row["thread_id"], row
+    served = [e for e in read_ledger(tmp_path / "ledger-0.jsonl") if e["thread_id"] == row["thread_id"]]
+    assert len(served) == 1

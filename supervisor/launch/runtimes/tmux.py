@@ -168,6 +168,10 @@ class TmuxRun(Run):
                     yield Changed({"activity": now}, progress=grew and not trouble)
             yield Trouble(trouble) if trouble else Tick(tool_running=tool_running)
             self.sleep(self.poll)
+        if not thread:  # codex ended (or was stopped) before a poll saw its rollout: the thread is resumable
+            found = locate.find_by_workspace(self.job.workspace, self.since, self.job.codex_home)
+            if found:
+                yield Changed({"thread_id": found[0], "rollout_path": str(found[1])})
         code = exit_code(self.job.session)
         yield Exited(code, False, None if code == 0 else f"codex exited {code}")
 
