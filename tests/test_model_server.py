@@ -63,9 +63,19 @@ def test_bad_scripts_are_clear_errors(text, message):
         script_mod.load_text(text, "s.yaml")
 
 
+TOOLS = [{"type": "function", "name": "exec_command"}]
+
+
+def test_a_request_that_offers_no_tools_gets_words_not_a_call():
+    """Like the TUI's thread-title request: a model cannot call a tool it was not offered."""
+    s = script_mod.load_text(SCRIPT, "s.yaml")
+    step = plan_reply(s, {"input": [ENV, prompt("[ao-task:a] go")]}, None)[2]
+    assert step.kind == "say" and step.usage == s.tasks["a"].steps[0].usage
+
+
 def test_step_follows_conversation_state():
     s = script_mod.load_text(SCRIPT, "s.yaml")
-    body = {"input": [ENV, prompt("[ao-task:a] go")]}
+    body = {"input": [ENV, prompt("[ao-task:a] go")], "tools": TOOLS}
     assert plan_reply(s, body, None)[1:] == (0, s.tasks["a"].steps[0])
     body["input"] += [output(1)]
     assert plan_reply(s, body, None)[1] == 1
@@ -122,5 +132,5 @@ def test_parallel_agents_each_follow_their_task_and_ledger_is_exact(scripted_mod
 
 def test_route_picks_the_task(scripted_model):
     server = scripted_model(SCRIPT)
-    status, body = _post(server, "/task/a/v1/responses", {"input": [prompt("no marker here")]})
+    status, body = _post(server, "/task/a/v1/responses", {"input": [prompt("no marker here")], "tools": TOOLS})
     assert status == 200 and "echo one" in body

@@ -66,11 +66,12 @@ def plan_reply(script: Script, body: Any, route: str | None) -> tuple[Task, int,
     last_prompt = prompts[-1]
     outputs = ("function_call_output", "custom_tool_call_output")
     done = sum(1 for item in items[last_prompt:] if item.get("type") in outputs)
-    if done < len(steps):
-        return task, done, steps[done]
-    if task.loop:
-        return task, done, steps[done % len(steps)]
-    return task, done, Step("say", "Done.", steps[-1].usage)
+    step = steps[done] if done < len(steps) else steps[done % len(steps)] if task.loop \
+        else Step("say", "Done.", steps[-1].usage)
+    if step.kind in ("run", "call") and not body.get("tools"):
+        # a side request that offers no tools (the TUI's thread title): a model can only answer in words
+        step = Step("say", step.message or "Done.", step.usage)
+    return task, done, step
 
 
 class Ledger:
