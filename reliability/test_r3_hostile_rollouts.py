@@ -218,7 +218,9 @@ class World:
         for _ in range(rng.randint(0, 2)):
             self.files.append(records_file(rng, str(uuid.uuid4()), False))
         last = self.files[-1]
-        if last.era != "old" and rng.random() < 0.5:  # still being written: not counted yet
+        # still being written: not counted yet. Only a records-era file: codex never writes a
+        # token_usage_record into a token_count-era (pre-0.16x) file, whose truth is its token_counts
+        if last.era == "records" and rng.random() < 0.5:
             last.tail = envelope("token_usage_record", {"response_id": "resp_unfinished",
                                                         "usage": usage_obj((5, 0, 5, 0))})[:-7]
         self._write(home)

@@ -274,31 +274,50 @@ class SessionMeta(_Record):
     def __init__(self, thread_id: str | None, cwd: str | None, timestamp: str | None, forked_from: str | None,
                  fork_offset: int | None, history_start_ordinal: int | None) -> None:
         self.thread_id, self.cwd, self.timestamp = thread_id, cwd, timestamp
-        self.forked_from = forked_from              # session_meta.forked_from_id
+        # forked_from_id; else parent_thread_id or source.subagent.thread_spawn.parent_thread_id (subagents)
+        self.forked_from = forked_from
         self.fork_offset = fork_offset              # history_base.end_byte_offset (0.169.0 forks)
         self.history_start_ordinal = history_start_ordinal  # subagent_history_start_ordinal (older forks)
+
+
+# session_meta keys naming the thread a rollout branched from, most specific first
+FORKED_FROM_ID, PARENT_THREAD_ID = "forked_from_id", "parent_thread_id"
+HISTORY_BASE, END_BYTE_OFFSET = "history_base", "end_byte_offset"
+HISTORY_START_ORDINAL = "subagent_history_start_ordinal"
+SOURCE, SUBAGENT, THREAD_SPAWN = "source", "subagent", "thread_spawn"
+
+
+def _spawn_parent(payload: dict[str, Any]) -> str | None:
+    source = payload.get(SOURCE)
+    sub = source.get(SUBAGENT) if isinstance(source, dict) else None
+    spawn = sub.get(THREAD_SPAWN) if isinstance(sub, dict) else None
+    return _text(spawn.get(PARENT_THREAD_ID)) if isinstance(spawn, dict) else None
 
 
 def session_meta(line: Any) -> SessionMeta | None:
     payload = _payload(line, Line.SESSION_META)
     if payload is None:
         return None
-    base = payload.get("history_base")
-    offset = base.get("end_byte_offset") if isinstance(base, dict) else None
-    ordinal = payload.get("subagent_history_start_ordinal")
+    base = payload.get(HISTORY_BASE)
+    offset = base.get(END_BYTE_OFFSET) if isinstance(base, dict) else None
+    ordinal = payload.get(HISTORY_START_ORDINAL)
     stamp = payload.get(TIMESTAMP)
+    if not isinstance(stamp, str):
+        stamp = line.get(TIMESTAMP)
+    parent = _text(payload.get(FORKED_FROM_ID)) or _text(payload.get(PARENT_THREAD_ID)) or _spawn_parent(payload)
     return SessionMeta(payload.get("id") if isinstance(payload.get("id"), str) else None,
                        payload.get("cwd") if isinstance(payload.get("cwd"), str) else None,
-                       stamp if isinstance(stamp, str) else None, _text(payload.get("forked_from_id")),
+                       stamp if isinstance(stamp, str) else None, parent,
                        offset if type(offset) is int else None, ordinal if type(ordinal) is int else None)
 
 
 class TokenCount(_Record):
-    """An `event_msg/token_count` with usage: the thread's running total and the last response's usage."""
-    __slots__ = ("total", "last")
+    """An `event_msg/token_count` with usage: the thread's running total, the last response's usage, and
+    `info.model` (the model that served that response) where the event names one."""
+    __slots__ = ("total", "last", "model")
 
-    def __init__(self, total: Totals, last: Totals | None) -> None:
-        self.total, self.last = total, last
+    def __init__(self, total: Totals, last: Totals | None, model: str | None = None) -> None:
+        self.total, self.last, self.model = total, last, model
 
 
 def token_count(line: Any) -> TokenCount | None:
@@ -308,7 +327,15 @@ def token_count(line: Any) -> TokenCount | None:
     if type(info) is not dict:
         return None
     total = usage_totals(info.get("total_token_usage"))
-    return None if total is None else TokenCount(total, usage_totals(info.get("last_token_usage")))
+    if total is None:
+        return None
+    return TokenCount(total, usage_totals(info.get("last_token_usage")), _text(info.get("model")))
+
+
+def ordinal_of(line: Any) -> int | None:
+    """A rollout line's `ordinal` (older subagent rollouts number their lines), or None."""
+    value = line.get(ORDINAL) if type(line) is dict else None
+    return value if type(value) is int else None
 
 
 class UsageRecord(_Record):

@@ -21,20 +21,21 @@ from supervisor.errors import FatalError
 from supervisor.observe import codex_format as cf
 from supervisor.observe import rollout, usage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files.first_total, for forks recognised by a copied prefix
 MAX_FILE_WARNINGS = 20
 BATCH = 20_000
 SCHEMA = f"""
 CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL, line_no INTEGER NOT NULL,
     head BLOB, fold BLOB, thread_id TEXT, cwd TEXT, duplicates INTEGER NOT NULL DEFAULT 0,
-    pending INTEGER NOT NULL DEFAULT 0, warnings TEXT);
+    pending INTEGER NOT NULL DEFAULT 0, warnings TEXT, first_total TEXT);
 CREATE TABLE sums (path TEXT NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL,
     input INTEGER NOT NULL, cached_input INTEGER NOT NULL, output INTEGER NOT NULL,
     reasoning INTEGER NOT NULL, responses INTEGER NOT NULL, PRIMARY KEY (path, model, bucket)) WITHOUT ROWID;
 CREATE TABLE seen (response_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX seen_path ON seen(path);
 CREATE INDEX files_thread ON files(thread_id);
+CREATE INDEX files_first_total ON files(first_total);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -100,66 +101,115 @@ def discover(codex_home: Path) -> list[str]:
     return sorted(found)
 
 
+def _total_key(total: usage.Totals | None) -> str | None:
+    return ",".join(map(str, total)) if total else None
+
+
 class _Parents:
-    """Finds a fork's parent total: the last token_count before the fork point in the parent's rollout."""
+    """What a fork's fold asks of other rollouts: the parent's token_count history before the fork point,
+    and which older file a copied prefix came from. Parent histories are read once per refresh."""
 
     def __init__(self, con: sqlite3.Connection, candidates: Iterable[str]) -> None:
         self.con = con
         self.by_thread = {t: p for p in candidates if (t := cf.thread_of_name(p))}
+        self.cache: dict[tuple[str, int | None], usage.History | None] = {}
 
-    def __call__(self, thread_id: str, end_offset: int | None) -> usage.Totals | None:
+    def _path(self, thread_id: str) -> str | None:
         path = self.by_thread.get(thread_id)
         if path is None:
             row = self.con.execute("SELECT path FROM files WHERE thread_id = ?", (thread_id,)).fetchone()
             path = row[0] if row else None
-        if path is None:
-            return None
-        try:
-            if path.endswith(cf.COMPRESSED_SUFFIX):
-                return _last_total_zst(path, end_offset)
-            return _last_total(path, end_offset)
-        except OSError:  # gone, unreadable, or not a regular file: the fork's caller warns
-            return None
+        return path
+
+    def history(self, thread_id: str, end_offset: int | None) -> usage.History | None:
+        path = self._path(thread_id)
+        return None if path is None else self._read(path, end_offset)
+
+    def copied_from(self, total: usage.Totals, where: str) -> tuple[str, usage.History] | None:
+        # the one whose usage came first (codex stamps in UTC, so the text sorts as the time): a sibling
+        # or a twin with the same first total must not hide the parent
+        best: tuple[str, usage.History] | None = None
+        for (path,) in self.con.execute("SELECT path FROM files WHERE first_total = ? AND path != ? ORDER BY path",
+                                        (_total_key(total), where)):
+            found = self._read(path, None)
+            if found and (best is None or found[0][1] < best[1][0][1]):
+                best = path, found
+        return best
+
+    def _read(self, path: str, end: int | None) -> usage.History | None:
+        key = (path, end)
+        if key not in self.cache:
+            try:
+                self.cache[key] = _history(path, end)
+            except OSError:  # gone, unreadable, or not a regular file: the fork's fold warns
+                self.cache[key] = None
+        return self.cache[key]
 
 
-def _last_total(path: str, end: int | None, block: int = 1 << 20) -> usage.Totals | None:
-    """Scan backwards from `end` for the newest token_count line with a total."""
+def _history(path: str, end: int | None) -> usage.History:
+    """Every token_count total of a rollout (up to byte `end`), in order, with its timestamp."""
+    out: usage.History = []
+    if path.endswith(cf.COMPRESSED_SUFFIX):
+        tail = rollout.RolloutTail(path)
+        for _, line in tail.records((cf.TOKEN_COUNT_MARKER,)):
+            if end is not None and tail.offset > end:
+                break
+            counted = cf.token_count(line)
+            if counted is not None:
+                out.append((counted.total, str(line.get(cf.TIMESTAMP) or "")))
+        return out
     with cf.open_regular(path) as fh:
-        pos = fh.seek(0, os.SEEK_END) if end is None else end
-        tail = b""
-        while pos > 0:
-            start = max(pos - block, 0)
-            fh.seek(start)
-            data = fh.read(pos - start) + tail
-            lines = data.split(b"\n")
-            tail = lines[0] if start > 0 else b""
-            for line in reversed(lines[1:] if start > 0 else lines):
-                found = _total_of(line)
-                if found is not None:
-                    return found
-            pos = start
-    return None
+        left = end
+        carry = b""
+        while left is None or left > 0:
+            block = fh.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
+            lines = (carry + block).split(b"\n")
+            carry = lines.pop()
+            _scan(lines, out)
+        _scan([carry], out)
+    return out
 
 
-def _last_total_zst(path: str, end: int | None) -> usage.Totals | None:
-    last = None
-    tail = rollout.RolloutTail(path)
-    for _, line in tail.records((cf.TOKEN_COUNT_MARKER,)):
-        if end is not None and tail.offset > end:
-            break
+def _scan(lines: list[bytes], out: usage.History) -> None:
+    needle = cf.TOKEN_COUNT_MARKER
+    for raw in lines:
+        if needle not in raw:
+            continue
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
         counted = cf.token_count(line)
-        last = counted.total if counted is not None else last
-    return last
+        if counted is not None:
+            out.append((counted.total, str(line.get(cf.TIMESTAMP) or "")))
 
 
-def _total_of(line: bytes) -> usage.Totals | None:
-    if cf.TOKEN_COUNT_NEEDLE not in line:
-        return None
+_STAMP = b'"timestamp":"'
+
+
+def _created(path: str) -> str:
+    """The first line's timestamp (codex writes UTC, so these sort as text), "" when there is none.
+
+    A cold run reads files in creation order, so a fork's parent is indexed before the fork whatever
+    their names (local-time names can sort a later file first).
+    """
+    if path.endswith(cf.COMPRESSED_SUFFIX):
+        return ""
     try:
-        counted = cf.token_count(orjson.loads(line))
-    except orjson.JSONDecodeError:
-        return None
-    return counted.total if counted is not None else None
+        with cf.open_regular(path) as fh:
+            head = fh.read(4096)
+    except OSError:
+        return ""
+    first = head.split(b"\n", 1)[0]
+    at = first.find(_STAMP)
+    if at < 0:
+        return ""
+    stamp = first[at + len(_STAMP):first.find(b'"', at + len(_STAMP))]
+    return stamp.decode("ascii", "replace") if stamp.endswith(b"Z") else ""
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -197,8 +247,8 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
         gone = [p for p in known if roots and p.startswith(tuple(roots)) and p not in present]
         # oldest first (rollout names start with their time), so a response repeated in a fork or
         # resume is always credited to the file that had it first, the same on every run
-        todo = sorted((p for p in wanted if p in present and _changed(known.get(p), stats[p])),  # type: ignore[arg-type]
-                      key=os.path.basename)
+        todo = [p for p in wanted if p in present and _changed(known.get(p), stats[p])]  # type: ignore[arg-type]
+        todo = _in_order(todo)
         if todo or gone:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -213,6 +263,16 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
     finally:
         con.close()
     return out
+
+
+def _in_order(todo: list[str]) -> list[str]:
+    """Creation order, then name: a response repeated in a fork or resume is credited to the file that
+    had it first, and a fork's parent is indexed before the fork, the same on every run."""
+    if len(todo) < 2:
+        return todo
+    keyed = [(_created(p), os.path.basename(p), p) for p in todo]
+    # files whose first line has no time keep their name order, after the timed ones
+    return [p for _, _, p in sorted(keyed, key=lambda k: (k[0] == "", k[0], k[1]))]
 
 
 def _forget(con: sqlite3.Connection, path: str) -> None:
@@ -238,7 +298,7 @@ def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: di
         con.execute("DELETE FROM sums")
         con.execute("DELETE FROM seen")
         rows = {}
-        todo = [p for p in wanted if stats.get(p) is not None]
+        todo = _in_order([p for p in wanted if stats.get(p) is not None])
         gone = []
     for p in gone:
         _forget(con, p)
@@ -359,14 +419,15 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     thread_id = fold.thread_id or cf.thread_of_name(path)
     con.execute(
         "INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
-        " duplicates, pending, warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET"
+        " duplicates, pending, warnings, first_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT(path) DO UPDATE SET"
         " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, dev=excluded.dev,"
         " offset=excluded.offset, line_no=excluded.line_no, head=excluded.head, fold=excluded.fold,"
         " thread_id=excluded.thread_id, cwd=excluded.cwd, duplicates=files.duplicates + excluded.duplicates,"
-        " pending=excluded.pending, warnings=excluded.warnings",
+        " pending=excluded.pending, warnings=excluded.warnings, first_total=excluded.first_total",
         (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, tail.offset, tail.line_no, tail.head,
          orjson.dumps(fold.state()), thread_id, fold.cwd, duplicates, tail.pending,
-         orjson.dumps(warnings).decode() if warnings else None))
+         orjson.dumps(warnings).decode() if warnings else None, _total_key(fold.first_total)))
 
 
 def _store(con: sqlite3.Connection, path: str, batch: list[usage.ResponseUsage], seen: set[str], cold: bool,
