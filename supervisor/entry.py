@@ -2,11 +2,15 @@
 
 Nothing has been made yet at that point, so exiting at once is safe; once the CLI is loaded, ^C
 raises KeyboardInterrupt again and every command unwinds (a spawn takes back what it made).
+
+`ao status` with arguments the fast path fully understands runs without click (P4: it is run on
+every glance at the fleet); everything else, and every error click must word, goes through click.
 """
 from __future__ import annotations
 
 import os
 import signal
+import sys
 
 
 def _while_starting(_signum: int, _frame: object) -> None:
@@ -17,6 +21,12 @@ def _while_starting(_signum: int, _frame: object) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, _while_starting)
     signal.signal(signal.SIGTERM, _while_starting)
+    if sys.argv[1:2] == ["status"]:
+        from supervisor.report.status_view import fast_status
+
+        code = fast_status(sys.argv[2:])  # sets ^C and SIGTERM to unwind once it handles them
+        if code is not None:
+            raise SystemExit(code)
     from supervisor.report.cli import main as cli_main  # the imports are most of ao's start-up
 
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -79,6 +78,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
 
     Private (0600) unless `mode` says otherwise, e.g. 0o755 for an executable.
     """
+    import tempfile  # lazy: it pulls in random, shutil and more, which read-only commands never need
+
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 from pathlib import Path
 
 
 def create(path: Path, script: str) -> None:
     """Build the schema in a temp file and move it into place, so ^C never leaves half a database."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # lazy: only a first run creates the store
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +97,8 @@ def _upgrade(con: sqlite3.Connection) -> None:
 
 
 def new_session_id() -> str:
+    import secrets  # lazy: read-only commands (`ao status`) never make an id
+
     return "ao-" + time.strftime("%m%d") + "-" + secrets.token_hex(3)
 
 
@@ -167,6 +168,26 @@ def all_sessions() -> list[SessionRecord]:
         return []
     with connect() as con:
         return [_row(r) for r in con.execute("SELECT * FROM sessions ORDER BY started_at")]
+
+
+# `launch.argv` is the whole bubblewrap command line (~30 KB a session): reading it for every row made
+# `ao status` parse megabytes of JSON it never shows, so SQLite drops it before Python sees it
+_STATUS_COLUMNS = ", ".join(
+    "CASE WHEN launch IS NULL OR launch = '' THEN launch ELSE json_remove(launch, '$.argv') END AS launch"
+    if name == "launch" else name for name in COLUMNS)
+
+
+def status_sessions() -> list[SessionRecord]:
+    """Every session, oldest first, as `all_sessions` gives them but without `launch.argv`: for readers
+    (`ao status`) that never look at the command line. Do not write such a record's launch back."""
+    if not paths.db_path().exists():
+        return []
+    with connect() as con:
+        try:
+            rows = con.execute(f"SELECT {_STATUS_COLUMNS} FROM sessions ORDER BY started_at").fetchall()
+        except sqlite3.OperationalError:  # a launch that is not JSON: read as all_sessions does, which says so
+            rows = con.execute("SELECT * FROM sessions ORDER BY started_at").fetchall()
+        return [_row(r) for r in rows]
 
 
 def is_live(record: SessionRecord) -> bool:

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 MILLION = Decimal(1_000_000)
 # a snapshot date at the end of a model name: -2025-08-07, -20250807 or the older month-day -0613
 _DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|(?:0[1-9]|1[0-2])\d{2})$")
 
 
-@dataclass(frozen=True)
-class Price:
+class Price(NamedTuple):  # a NamedTuple, not a dataclass: `ao status` must not import dataclasses
     input: Decimal
     cached_input: Decimal
     output: Decimal
@@ -48,7 +46,9 @@ def _price(raw: Mapping[str, Any]) -> Price:
 
 
 def _shipped() -> dict[str, Any]:
-    return dict(json.loads(resources.files("supervisor.observe").joinpath("pricing.json").read_text()))
+    # beside this module in every install; importlib.resources would cost `ao status` ~7 ms of imports
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pricing.json"), encoding="utf-8") as fh:
+        return dict(json.load(fh))
 
 
 def unpriced_reasons() -> dict[str, str]:

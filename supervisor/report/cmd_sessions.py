@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -13,8 +12,7 @@ from supervisor.errors import FatalError
 from supervisor.launch import runtimes
 from supervisor.records import FAILED_STATUSES
 from supervisor.report import views
-from supervisor.report.common import config_of, json_text, print_json
-from supervisor.sessions import reconcile
+from supervisor.report.common import config_of, print_json
 
 
 def runtime_options(verb: str) -> click.Command:
@@ -92,44 +90,6 @@ def wait(sessions: tuple[str, ...], timeout: float, until_exit: bool) -> int:
     return 1 if failed else 0
 
 
-def _terminal_size() -> tuple[int | None, int | None]:
-    """(columns, lines) of the terminal, or (None, None) when output goes to a pipe and COLUMNS is unset.
-
-    A pipe has no width to respect, so scripts reading the table get every column.
-    """
-    import os
-    import shutil
-    import sys
-
-    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
-        return None, None
-    size = shutil.get_terminal_size()
-    return max(20, size.columns), max(5, size.lines)
-
-
-def _status_rows(session: str | None, wanted: Any, table: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from supervisor.sessions import fleet, query
-
-    if session:
-        found = store.find(session)
-        if found is None:
-            raise FatalError(f"unknown session {session!r}; `ao status` lists the known ones")
-        records = [found]
-    else:
-        records = store.all_sessions()
-    records = fleet.select_records(reconcile.reconcile_all(records), wanted)
-    return fleet.select_rows(query.status_rows(records, table), wanted)
-
-
-def _status_text(rows: list[dict[str, Any]], as_json: bool, filtered: bool, width: int | None = None,
-                 max_lines: int | None = None) -> str:
-    if as_json:
-        return json_text(rows)  # one shape, a list, with or without SESSION
-    if not rows:
-        return "no session matches these filters" if filtered else "no sessions yet; start one with `ao spawn`"
-    return views.status_table(rows, width, max_lines)
-
-
 @click.command()
 @click.argument("session", required=False)
 @click.option("--active", is_flag=True, help="Only live sessions: queued, spawning, working, stalled, or interactive.")
@@ -142,29 +102,28 @@ def _status_text(rows: list[dict[str, Any]], as_json: bool, filtered: bool, widt
 def status(ctx: click.Context, session: str | None, active: bool, project: str | None, since: str | None,
            attention: bool, as_json: bool, watch: bool) -> None:
     """Show sessions: status, attention, age, PR, tokens, cost and budget; filters combine."""
+    # the rows and text come from status_view, which `ao status` without --watch uses without click
     from supervisor.observe import pricing
-    from supervisor.sessions import fleet
+    from supervisor.report import status_view as sv
 
     table = pricing.load_table(config_of(ctx).data.get("pricing"))
     filtered = bool(active or project or since or attention)
 
-    def wanted() -> fleet.StatusFilter:  # a span like 30m counts back from each frame's now
-        return fleet.StatusFilter(active=active, project=project, attention=attention,
-                                  since=fleet.cutoff(since, time.time()) if since else None)
-
     if not watch:
-        width, _ = _terminal_size()
-        click.echo(_status_text(_status_rows(session, wanted(), table), as_json, filtered, width))
+        width, _ = sv.terminal_size()
+        click.echo(sv.status_text(sv.status_rows(session, sv.status_filter(active, project, since, attention), table),
+                                  as_json, filtered, width))
         return
     from supervisor.report.watch import changes, frame
 
     try:
         with changes([paths.codex_home() / "sessions", paths.sessions_dir()]) as changed:
             while True:
-                width, lines = _terminal_size()
+                width, lines = sv.terminal_size()
                 title = time.strftime("%H:%M:%S ") + "ao status (^C to stop)"
-                rows = _status_rows(session, wanted(), table)
-                body = _status_text(rows, as_json, filtered, width, None if lines is None else lines - 2)
+                # a span like 30m counts back from each frame's now
+                rows = sv.status_rows(session, sv.status_filter(active, project, since, attention), table)
+                body = sv.status_text(rows, as_json, filtered, width, None if lines is None else lines - 2)
                 click.echo(frame(title, body, width, lines), nl=False)
                 changed.wait(2.0)  # redraw as soon as a rollout or event file grows
                 changed.clear()

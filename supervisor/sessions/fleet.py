@@ -7,9 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor.errors import FatalError
 from supervisor.records import SessionRecord, Status
@@ -71,9 +70,10 @@ def is_active(record: SessionRecord, interactive: bool) -> bool:
     return interactive or record["status"] in ACTIVE_STATUSES
 
 
-@dataclass(frozen=True)
-class StatusFilter:
-    """`ao status` filters; they combine with AND. `since` is an epoch second, already resolved."""
+class StatusFilter(NamedTuple):
+    """`ao status` filters; they combine with AND. `since` is an epoch second, already resolved.
+
+    A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, a cost every `ao status` paid."""
 
     active: bool = False
     project: str | None = None

@@ -1,0 +1,164 @@
+"""`ao status` without click: the rows, the text, and a fast path for the plain invocations.
+
+`ao status` runs on every glance at the fleet, so its start-up is felt (P4). `fast_status` handles the
+arguments it fully understands (filters, `--json`, one SESSION) without importing click, the YAML
+parser or the command table; anything else (`--watch`, `--help`, a typo, a repeated option) returns
+None and click parses it, so errors and help read exactly as before. The click command in
+`cmd_sessions` prints the same text from the same functions, so both paths give the same bytes.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+# the name `supervisor.config.CONFIG_NAME` gives the config file; repeated here so the fast path can tell
+# "no config file anywhere" without importing the config module (tests/test_status_fast.py checks it)
+CONFIG_NAME = "agent-orchestrator.yaml"
+# set to 1 to send every `ao status` through click (tests compare the two paths)
+CLICK_ONLY_ENV = "AO_STATUS_CLICK"
+_FLAGS = ("--json", "--active", "--attention")
+_VALUED = ("--project", "--since")
+
+
+def terminal_size() -> tuple[int | None, int | None]:
+    """(columns, lines) of the terminal, or (None, None) when output goes to a pipe and COLUMNS is unset.
+
+    A pipe has no width to respect, so scripts reading the table get every column.
+    """
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        return None, None
+    import shutil
+
+    size = shutil.get_terminal_size()
+    return max(20, size.columns), max(5, size.lines)
+
+
+def status_filter(active: bool, project: str | None, since: str | None, attention: bool) -> Any:
+    """The filters as `fleet.StatusFilter`; a span like 30m counts back from now."""
+    from supervisor.sessions import fleet
+
+    return fleet.StatusFilter(active=active, project=project, attention=attention,
+                              since=fleet.cutoff(since, time.time()) if since else None)
+
+
+def status_rows(session: str | None, wanted: Any, table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Reconciled, filtered status rows for one session (by id, thread id or name) or all of them."""
+    from supervisor import store
+    from supervisor.errors import FatalError
+    from supervisor.sessions import fleet, query, reconcile
+
+    if session:
+        found = store.find(session)
+        if found is None:
+            raise FatalError(f"unknown session {session!r}; `ao status` lists the known ones")
+        records = [found]
+    else:
+        records = store.status_sessions()
+    records = fleet.select_records(reconcile.reconcile_all(records), wanted)
+    return fleet.select_rows(query.status_rows(records, table), wanted)
+
+
+def status_text(rows: list[dict[str, Any]], as_json: bool, filtered: bool, width: int | None = None,
+                max_lines: int | None = None) -> str:
+    if as_json:
+        import orjson
+
+        # the same bytes as report.common.json_text, without importing click through that module
+        return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()  # one shape, a list, with or without SESSION
+    if not rows:
+        return "no session matches these filters" if filtered else "no sessions yet; start one with `ao spawn`"
+    from supervisor.report import views
+
+    return views.status_table(rows, width, max_lines)
+
+
+def pricing_table(config_path: str | None) -> Any:
+    """The pricing table under the config's `pricing:` overrides; the YAML parser loads only if a config
+    file exists (the defaults override no price)."""
+    from supervisor.observe import pricing
+
+    if config_path is None and not os.environ.get("AO_CONFIG") and not os.path.isfile(CONFIG_NAME):
+        from supervisor import paths
+
+        if not os.path.isfile(os.path.join(paths.ao_home(), CONFIG_NAME)):
+            return pricing.load_table(None)
+    from supervisor import config as config_mod
+
+    return pricing.load_table(config_mod.load(config_path).data.get("pricing"))
+
+
+class _Args:
+    """`ao status` arguments the fast path takes."""
+
+    __slots__ = ("session", "as_json", "active", "attention", "project", "since")
+
+    def __init__(self) -> None:
+        self.session: str | None = None
+        self.as_json = self.active = self.attention = False
+        self.project: str | None = None
+        self.since: str | None = None
+
+
+def parse(argv: list[str]) -> _Args | None:
+    """`ao status` arguments (after `status`), or None for anything only click should judge: help,
+    --watch, an unknown or repeated option, a missing value, `--`, a second SESSION."""
+    args = _Args()
+    seen: set[str] = set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            if name in seen:
+                return None
+            seen.add(name)
+            if name in _FLAGS and not eq:
+                setattr(args, name[2:].replace("-", "_") if name != "--json" else "as_json", True)
+            elif name in _VALUED:
+                if not eq:
+                    if i >= len(argv):
+                        return None
+                    value = argv[i]
+                    i += 1
+                    if value.startswith("-"):  # `--project --json`: how click reads it is click's to say
+                        return None
+                setattr(args, name[2:], value)
+            else:
+                return None
+        elif args.session is None and arg:
+            args.session = arg
+        else:
+            return None
+    return args
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # as report.cli does: SIGTERM unwinds like ^C
+
+
+def fast_status(argv: list[str]) -> int | None:
+    """Run `ao status ARGV` without click and return the exit code, or None to let click handle ARGV."""
+    if os.environ.get(CLICK_ONLY_ENV) == "1":
+        return None
+    args = parse(argv)
+    if args is None:
+        return None
+    import signal
+
+    from supervisor.errors import error_handler
+
+    with error_handler():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminated)
+        table = pricing_table(None)
+        wanted = status_filter(args.active, args.project, args.since, args.attention)
+        filtered = bool(args.active or args.project or args.since or args.attention)
+        width, _ = terminal_size()
+        text = status_text(status_rows(args.session, wanted, table), args.as_json, filtered, width)
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    return 0
