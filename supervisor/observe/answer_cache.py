@@ -1,0 +1,267 @@
+"""Finished report answers (`ao cost`), reused while nothing they were computed from has changed.
+
+An answer is stored with a digest of everything it depends on: each input file's (dev, inode, size,
+mtime_ns, ctime_ns, mode), the set and order of those files, facts the caller names (which homes
+exist, ...) and the source files of the code that computes it. The next call recomputes that digest,
+which costs a stat per file, and reuses the stored text only when it is identical; otherwise it
+computes afresh and stores the new answer. Arguments (grouping, dates, timezone, pricing) pick the
+cache file, so each set of arguments has its own entry.
+
+Exactness first:
+- The digest is taken *before* the answer is computed. A file that changes while the answer is being
+  computed leaves a digest that no longer matches, so the next call recomputes; never the reverse.
+- File timestamps tick coarsely (a kernel tick, or a second or two on some filesystems): a file
+  rewritten within the same tick with the same size keeps its stat. So a file touched within
+  `RACY_NS` of the digest is "racy", as git calls it, and its content hash joins the digest.
+- The cache lives in a private dir under $AO_HOME that the agent's jail hides. Even so an entry is
+  never trusted: a wrong format, key, length or body hash (a crash, a full disk, another ao version)
+  makes it a miss, and the answer is recomputed and the entry rewritten.
+
+Kept small on purpose: this module imports nothing heavier than hashlib, so a cached answer is served
+without loading the usage index, sqlite or the report builder.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from supervisor import __version__, paths
+
+FORMAT = "ao-answer-cache/1"
+MAX_ENTRIES = 16  # argument sets kept; the least recently written go first
+MAX_BODY = 256 * 2**20  # an answer larger than this is computed every time rather than stored
+RACY_NS = 2_000_000_000  # covers 1-2 s timestamp granularity (FAT, some network filesystems)
+_HASH_CHUNK = 1 << 20
+# The code that shapes an answer: an edit (an editable install, a developer's tree) must not serve an
+# answer the old code computed. Stats only, so this costs a few microseconds.
+_SUPERVISOR = Path(__file__).resolve().parents[1]
+CODE_FILES = tuple(str(_SUPERVISOR / p) for p in (
+    "observe/answer_cache.py", "observe/usage.py", "observe/index.py", "observe/codex_format.py",
+    "observe/pricing.py", "observe/pricing.json", "report/cost_report.py", "report/cmd_cost.py",
+    "sessions/query.py",
+))
+
+
+class Depends(NamedTuple):
+    """What an answer depends on, as the caller found it just now."""
+
+    files: list[str]  # every file whose bytes the answer is computed from, in a stable order
+    facts: list[str]  # anything else that changes the answer (which homes exist, where they lead)
+    hint: Any = None  # JSON kept with the entry and handed back next time, to find `files` cheaply
+
+
+class _Entry(NamedTuple):
+    header: dict[str, Any]
+    body: str
+
+
+def cache_dir() -> Path:
+    """Private to the operator: the jail shows the agent only bin/, cache/ and worktrees/ of $AO_HOME."""
+    return paths.ao_home() / "answers"
+
+
+def key_of(kind: str, args: Mapping[str, Any]) -> str:
+    import json
+
+    text = json.dumps({"kind": kind, "args": args, "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def entry_path(kind: str, key: str) -> Path:
+    return cache_dir() / f"{kind}-{key[:32]}.json"
+
+
+def answer(kind: str, args: Mapping[str, Any], depends: Callable[[Any], Depends],
+           compute: Callable[[], str]) -> str:
+    """The stored answer for (`kind`, `args`) if nothing in `depends(...)` changed, else `compute()`'s.
+
+    `depends` gets the hint stored with the last entry (None when there is none) and returns the
+    current inputs; `compute` returns the answer text. Both are the caller's, so this module knows
+    nothing about rollouts or sessions.
+    """
+    key = key_of(kind, args)
+    path = entry_path(kind, key)
+    entry = _load(path, key)
+    now = time.time_ns()
+    found = depends(entry.header.get("hint") if entry else None)
+    files = [*found.files, *CODE_FILES]
+    digest, racy = _stat_digest(files, found.facts, now)
+    hashes: dict[str, str] = {}
+    if entry is not None and entry.header.get("stat_digest") == digest:
+        stored_racy = entry.header.get("racy")
+        if isinstance(stored_racy, list) and all(isinstance(p, str) for p in stored_racy) \
+                and entry.header.get("content_digest") == _content_digest(stored_racy, hashes):
+            return entry.body
+    content = _content_digest(racy, hashes)  # before computing, like the stats
+    body = compute()
+    if len(body) <= MAX_BODY:
+        header = {"format": FORMAT, "key": key, "stat_digest": digest, "racy": racy,
+                  "content_digest": content, "hint": found.hint}
+        _store(path, header, body)
+    return body
+
+
+def _stat_digest(files: Iterable[str], facts: Iterable[str], now: int) -> tuple[str, list[str]]:
+    """Digest of every file's stat and of the facts; and the files recent enough to be racy."""
+    names: list[str] = [*facts, "\0files"]
+    numbers: list[int] = []
+    racy: list[str] = []
+    horizon = now - RACY_NS
+    stat = os.stat
+    for p in files:
+        names.append(p)
+        try:
+            st = stat(p)
+        except OSError as exc:
+            numbers += (-1, exc.errno or 0, 0, 0, 0, 0)
+            continue
+        # ints, not text: formatting 10k stat lines costs more than the stats themselves
+        numbers += (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        if st.st_mtime_ns >= horizon or st.st_ctime_ns >= horizon:
+            racy.append(p)
+    h = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape"))
+    h.update(repr(numbers).encode())  # any int (a 64-bit unsigned inode, an mtime before 1970)
+    return h.hexdigest(), racy
+
+
+def _content_digest(files: list[str], memo: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for p in files:
+        if p not in memo:
+            memo[p] = _file_hash(p)
+        h.update(f"{p}\0{memo[p]}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _file_hash(path: str) -> str:
+    """sha256 of a regular file's bytes; a marker for anything else. O_NONBLOCK: a FIFO swapped in
+    after the stat must not hang the report."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return f"!{exc.errno}"
+    try:
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            return "!not-regular"
+        h = hashlib.sha256()
+        while chunk := os.read(fd, _HASH_CHUNK):
+            h.update(chunk)
+        return h.hexdigest()
+    except OSError as exc:
+        return f"!{exc.errno}"
+    finally:
+        os.close(fd)
+
+
+def _load(path: Path, key: str) -> _Entry | None:
+    """The entry at `path` if it is whole and ours; None (a miss) for anything else."""
+    import orjson
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    head, sep, body = raw.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        header = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("key") != key:
+        return None
+    if header.get("body_len") != len(body) or header.get("body_sha256") != hashlib.sha256(body).hexdigest():
+        return None  # truncated or damaged
+    try:
+        return _Entry(header, body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+def _store(path: Path, header: dict[str, Any], body: str) -> None:
+    """Write the entry atomically; a full disk or a read-only home costs only the cache, never the answer."""
+    import orjson
+
+    data = body.encode("utf-8", "surrogateescape")
+    header = {**header, "body_len": len(data), "body_sha256": hashlib.sha256(data).hexdigest()}
+    try:
+        paths.ensure_private_dir(path.parent)
+        paths.atomic_write(path, orjson.dumps(header) + b"\n" + data)
+        _prune(path.parent)
+    except (OSError, TypeError):  # TypeError: a hint orjson cannot write; the next call just misses
+        pass
+
+
+def _prune(folder: Path) -> None:
+    """Keep the MAX_ENTRIES newest entries, and drop temp files a killed writer left behind."""
+    entries: list[tuple[int, str]] = []
+    stale = time.time_ns() - 3600 * 10**9
+    with os.scandir(folder) as it:
+        for e in it:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if e.name.startswith("."):
+                if st.st_mtime_ns < stale:  # atomic_write's temp file of a process killed mid-write
+                    _unlink(e.path)
+            elif e.name.endswith(".json"):
+                entries.append((st.st_mtime_ns, e.path))
+    for _, old in sorted(entries, reverse=True)[MAX_ENTRIES:]:
+        _unlink(old)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def rollouts_under(homes: Iterable[str], is_rollout: Callable[[str], bool]) -> list[str]:
+    """Every rollout under each home's sessions/ and archived_sessions/, in a stable order: the walk
+    `index.discover` does (directories entered only when they are not links), without importing it."""
+    found: list[str] = []
+    for home in homes:
+        for root in (os.path.join(home, "sessions"), os.path.join(home, "archived_sessions")):
+            stack = [root]
+            while stack:
+                try:
+                    with os.scandir(stack.pop()) as it:
+                        entries = list(it)
+                except OSError:
+                    continue
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif is_rollout(entry.name):
+                        found.append(entry.path)
+    found.sort()
+    return found
+
+
+def stat_facts(files: Iterable[str]) -> list[Any]:
+    """A JSON-able stat summary, for hints: (path, dev, inode, size, mtime_ns, ctime_ns) or a miss."""
+    out: list[Any] = []
+    for p in files:
+        try:
+            st = os.stat(p)
+            out.append([p, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+        except OSError:
+            out.append([p, None])
+    return out
+
+
+def settled(stored: Any, files: Iterable[str]) -> bool:
+    """Whether `files` still have the stats `stat_facts` gave for them and none is recent enough to
+    hide a same-tick rewrite: only then may a hint derived from their content be reused."""
+    now = stat_facts(files)
+    if stored != now:
+        return False
+    horizon = time.time_ns() - RACY_NS
+    return all(row[1] is None or (row[4] < horizon and row[5] < horizon) for row in now)

@@ -1,0 +1,323 @@
+"""Cached `ao cost` answers (issue #13): byte-identical to a fresh answer, recomputed on any change.
+
+Whether a call was served from the cache is read from the cache file: a hit leaves the entry as it was
+(same inode), a miss rewrites it atomically (a new inode). The answers are compared with a fresh run
+whose cache was deleted, through the real `ao` CLI in a child process.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from supervisor import paths, store
+from supervisor.observe import answer_cache
+
+T0 = "2026-11-20T10:00:00.000Z"
+Run = Callable[..., Any]
+
+
+def line(kind: str, payload: Any, ts: str = T0) -> bytes:
+    return orjson.dumps({"timestamp": ts, "type": kind, "payload": payload}) + b"\n"
+
+
+def tokens(i: int, c: int, o: int, r: int) -> dict[str, int]:
+    return {"input_tokens": i, "cached_input_tokens": c, "output_tokens": o, "reasoning_output_tokens": r,
+            "total_tokens": i + o}
+
+
+def body(n: int, total: int, ts: str = T0) -> bytes:
+    """A small rollout in codex 0.169.0's format: meta, model, one token_count total."""
+    thread = f"0000000{n}-0000-7000-8000-000000000000"
+    return (line("session_meta", {"id": thread, "cwd": f"/work/p{n}", "cli_version": "0.169.0"})
+            + line("turn_context", {"turn_id": "turn-1", "model": "gpt-5.1-codex", "cwd": "/work"})
+            + line("event_msg", {"type": "token_count", "rate_limits": None,
+                                 "info": {"total_token_usage": tokens(total, total // 2, 50, 5),
+                                          "last_token_usage": tokens(total, total // 2, 50, 5),
+                                          "model_context_window": 1000}}, ts))
+
+
+def rollout(n: int, total: int = 1000, ts: str = T0) -> Path:
+    folder = paths.codex_home() / "sessions/2026/11/20"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"rollout-2026-11-20T10-00-0{n}-0000000{n}-0000-7000-8000-000000000000.jsonl"
+    path.write_bytes(body(n, total, ts))
+    return path
+
+
+def entries() -> dict[str, int]:
+    """Cache file name -> inode: a hit keeps the inode, a store replaces the file."""
+    folder = answer_cache.cache_dir()
+    return {p.name: p.stat().st_ino for p in folder.glob("*.json")} if folder.exists() else {}
+
+
+def cost(ao: Run, *args: str) -> str:
+    done = ao("cost", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return str(done.stdout)
+
+
+def fresh(ao: Run, *args: str) -> str:
+    """The answer with no cache at all (the cache dir moved away and put back)."""
+    folder = answer_cache.cache_dir()
+    aside = folder.with_name("answers-aside")
+    if folder.exists():
+        folder.rename(aside)
+    try:
+        return cost(ao, *args)
+    finally:
+        if folder.exists():
+            import shutil
+            shutil.rmtree(folder)
+        if aside.exists():
+            aside.rename(folder)
+
+
+def warm(ao: Run, *args: str) -> str:
+    """Run until the answer is cached, then once more and assert that this run was a hit."""
+    cost(ao, *args)
+    cost(ao, *args)  # the first run may create the index and the store: its inputs settle after it
+    before = entries()
+    out = cost(ao, *args)
+    assert entries() == before, "expected a cache hit"
+    return out
+
+
+def recomputes(ao: Run, *args: str) -> str:
+    before = entries()
+    out = cost(ao, *args)
+    assert entries() != before, "expected the answer to be recomputed"
+    assert out == fresh(ao, *args)
+    return out
+
+
+def total_input(text: str) -> int:
+    return int(orjson.loads(text)["totals"]["tokens"]["input"])
+
+
+# --- the honest user -----------------------------------------------------------------------------------
+
+def test_cached_answer_equals_fresh_byte_for_byte(ao: Run) -> None:
+    for n in range(1, 4):
+        rollout(n, 1000 * n)
+    cached = warm(ao, "--all")
+    assert cached == fresh(ao, "--all")
+    assert total_input(cached) == 6000
+    mode = os.stat(next(answer_cache.cache_dir().glob("*.json"))).st_mode & 0o777
+    assert mode == 0o600 and answer_cache.cache_dir().stat().st_mode & 0o777 == 0o700
+    # the table view reads the same cached document
+    table = ao("cost", "--all")
+    assert table.returncode == 0 and "TOTAL" in table.stdout.upper()
+
+
+def test_real_codex_rollout_is_cached_and_exact(ao: Run, codex: Path, scripted_model: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    from supervisor.launch import command
+
+    server = scripted_model("tasks:\n  t:\n    steps:\n      - say: hi\n"
+                            "        usage: {input: 1234, cached_input: 1000, output: 56, reasoning: 7}\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    cfg = {"agent": {"reasoning_effort": None}, "codex": {"overrides": {}},
+           "provider": {"id": "scripted", "base_url": server.base_url}}
+    spec = command.LaunchSpec(str(ws), "gpt-5.1-codex", "skip", "workspace-write",
+                              command.build_overrides(cfg, "gpt-5.1-codex", [], "", None))
+    done = subprocess.run(command.exec_argv(str(codex), spec, "[ao-task:t] go"), cwd=ws, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = list((paths.codex_home() / "sessions").rglob("rollout-*.jsonl"))
+    assert found, "codex wrote no rollout"
+    cached = warm(ao, "--all")
+    assert cached == fresh(ao, "--all")
+    assert total_input(cached) == 1234
+
+
+# --- each kind of change recomputes --------------------------------------------------------------------
+
+@pytest.fixture
+def corpus(ao: Run) -> list[Path]:
+    files = [rollout(n, 1000 * n) for n in range(1, 4)]
+    warm(ao, "--all")
+    return files
+
+
+def test_appended_line_recomputes(ao: Run, corpus: list[Path]) -> None:
+    with corpus[0].open("ab") as fh:
+        fh.write(line("event_msg", {"type": "token_count", "rate_limits": None,
+                                    "info": {"total_token_usage": tokens(1500, 500, 60, 5),
+                                             "last_token_usage": tokens(500, 0, 10, 0),
+                                             "model_context_window": 1000}}))
+    assert total_input(recomputes(ao, "--all")) == 6500
+
+
+def test_touched_mtime_recomputes(ao: Run, corpus: list[Path]) -> None:
+    st = corpus[1].stat()
+    os.utime(corpus[1], ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    recomputes(ao, "--all")
+
+
+def test_same_size_replacement_recomputes(ao: Run, corpus: list[Path]) -> None:
+    # same size, same mtime, same path: only the inode (a rename over it) or the content changed
+    st = corpus[2].stat()
+    other = body(3, 7000)
+    assert len(other) == st.st_size
+    tmp = corpus[2].with_name("swap.tmp")
+    tmp.write_bytes(other)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, corpus[2])
+    assert total_input(recomputes(ao, "--all")) == 10000
+
+
+def test_same_size_rewrite_in_place_within_one_tick_recomputes(ao: Run, corpus: list[Path]) -> None:
+    # the racy case: same inode, size and mtime (put back), so only the content hash can tell
+    st = corpus[2].stat()
+    with corpus[2].open("r+b") as fh:
+        fh.write(body(3, 8000))
+    os.utime(corpus[2], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert corpus[2].stat().st_size == st.st_size
+    # the cache sees it (ctime, and the content hash of a recent file) and recomputes; the total is what
+    # the usage index says, which keys files by (size, mtime, inode, dev) only, so it is not checked here
+    recomputes(ao, "--all")
+
+
+def test_deleted_file_recomputes(ao: Run, corpus: list[Path]) -> None:
+    corpus[0].unlink()
+    assert total_input(recomputes(ao, "--all")) == 5000
+
+
+def test_added_file_recomputes(ao: Run, corpus: list[Path]) -> None:
+    rollout(4, 4000)
+    assert total_input(recomputes(ao, "--all")) == 10000
+
+
+def test_archived_file_recomputes(ao: Run, corpus: list[Path]) -> None:
+    archived = paths.codex_home() / "archived_sessions"
+    archived.mkdir()
+    os.rename(corpus[0], archived / corpus[0].name)
+    assert total_input(recomputes(ao, "--all")) == 6000
+
+
+def test_pricing_override_recomputes(ao: Run, corpus: list[Path]) -> None:
+    before = cost(ao, "--all")
+    config = Path.cwd() / "agent-orchestrator.yaml"
+    config.write_text("pricing:\n  gpt-5.1-codex: {input: 100, cached_input: 10, output: 1000}\n")
+    from supervisor import config as config_mod
+    config_mod.trust_config(config)
+    after = recomputes(ao, "--all")
+    assert orjson.loads(after)["totals"]["cost_usd"] != orjson.loads(before)["totals"]["cost_usd"]
+    config.write_text("pricing:\n  gpt-5.1-codex: {input: 200, cached_input: 10, output: 1000}\n")
+    config_mod.trust_config(config)
+    recomputes(ao, "--all")
+
+
+@pytest.mark.parametrize("args, baseline", [
+    (("--by", "day", "--timezone", "+14:00"), ("--by", "day", "--timezone", "Z")),
+    (("--by", "day"), ()), (("--since", "2026-11-21"), ()), (("--until", "2026-11-19"), ()),
+    (("--by", "model"), ())])
+def test_other_arguments_get_their_own_answer(ao: Run, corpus: list[Path], args: tuple[str, ...],
+                                              baseline: tuple[str, ...]) -> None:
+    warm(ao, "--all", *baseline)
+    out = recomputes(ao, "--all", *args)
+    assert out != cost(ao, "--all", *baseline)
+    assert warm(ao, "--all", *args) == out
+
+
+def test_local_timezone_change_recomputes(ao: Run, corpus: list[Path]) -> None:
+    rollout(5, 500, ts="2026-11-20T23:30:00.000Z")
+    env = dict(os.environ, TZ="UTC")
+    day_utc = ao("cost", "--all", "--by", "day", "--json", env=env)
+    env_tokyo = dict(os.environ, TZ="Asia/Tokyo")
+    day_tokyo = ao("cost", "--all", "--by", "day", "--json", env=env_tokyo)
+    assert day_utc.returncode == 0 and day_tokyo.returncode == 0
+    keys = lambda text: [r["key"] for r in orjson.loads(text)["rows"]]
+    assert keys(day_utc.stdout) == ["2026-11-20"]
+    assert keys(day_tokyo.stdout) == ["2026-11-20", "2026-11-21"]
+
+
+def test_new_codex_home_of_a_session_recomputes(ao: Run, corpus: list[Path], tmp_path: Path) -> None:
+    other = tmp_path / "isolated-home"
+    folder = other / "sessions/2026/11/20"
+    folder.mkdir(parents=True)
+    (folder / "rollout-2026-11-20T10-00-09-00000009-0000-7000-8000-000000000000.jsonl").write_bytes(body(9, 9000))
+    store.insert({"session": "ao-cache-1", "workspace": str(tmp_path), "runtime": "headless", "status": "done",
+                  "started_at": time.time(), "launch": {"env": {"CODEX_HOME": str(other)}}})
+    assert total_input(recomputes(ao, "--all")) == 15000
+
+
+# --- the per-session report ----------------------------------------------------------------------------
+
+def test_session_report_cached_and_recomputed(ao: Run, tmp_path: Path) -> None:
+    first = rollout(1, 1000)
+    store.insert({"session": "ao-cache-a", "workspace": str(tmp_path), "runtime": "headless", "status": "done",
+                  "started_at": time.time(), "thread_id": "00000001-0000-7000-8000-000000000000",
+                  "rollout_path": str(first)})
+    cached = warm(ao)
+    assert cached == fresh(ao) and total_input(cached) == 1000
+    with first.open("ab") as fh:
+        fh.write(line("event_msg", {"type": "token_count", "rate_limits": None,
+                                    "info": {"total_token_usage": tokens(1700, 500, 60, 5),
+                                             "last_token_usage": tokens(700, 0, 10, 0),
+                                             "model_context_window": 1000}}))
+    assert total_input(recomputes(ao)) == 1700
+    second = rollout(2, 2000)
+    store.insert({"session": "ao-cache-b", "workspace": str(tmp_path), "runtime": "headless", "status": "done",
+                  "started_at": time.time(), "thread_id": "00000002-0000-7000-8000-000000000000",
+                  "rollout_path": str(second)})
+    assert total_input(recomputes(ao)) == 3700
+    store.delete("ao-cache-a")
+    assert total_input(recomputes(ao)) == 2000
+
+
+# --- the failing world ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "foreign", "flip"])
+def test_corrupt_cache_file_is_ignored_and_rebuilt(ao: Run, corpus: list[Path], damage: str) -> None:
+    good = cost(ao, "--all")
+    entry = next(answer_cache.cache_dir().glob("*.json"))
+    raw = entry.read_bytes()
+    head, _, rest = raw.partition(b"\n")
+    header = orjson.loads(head)
+    damaged = {
+        "truncate": raw[: len(raw) // 2],
+        "garbage": os.urandom(200),
+        "empty": b"",
+        "foreign": orjson.dumps({**header, "format": "someone-else/9"}) + b"\n" + rest,
+        # a plausible but wrong answer with a header that does not vouch for it
+        "flip": head + b"\n" + rest.replace(b'"input"', b'"inpux"', 1),
+    }[damage]
+    entry.write_bytes(damaged)
+    assert cost(ao, "--all") == good
+    assert entry.read_bytes() == raw or orjson.loads(entry.read_bytes().partition(b"\n")[0])["format"] == \
+        answer_cache.FORMAT
+    assert warm(ao, "--all") == good
+
+
+def test_unwritable_cache_still_answers(ao: Run, corpus: list[Path]) -> None:
+    good = fresh(ao, "--all")
+    folder = answer_cache.cache_dir()
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    folder.write_text("not a directory")  # a full disk or a broken home: the cache is only an optimisation
+    assert cost(ao, "--all") == good
+
+
+def test_cache_is_bounded(ao: Run, corpus: list[Path]) -> None:
+    for n in range(answer_cache.MAX_ENTRIES + 4):
+        cost(ao, "--all", "--since", f"2026-01-{n + 1:02d}")
+    assert len(entries()) <= answer_cache.MAX_ENTRIES
+
+
+def test_fifo_swapped_in_does_not_hang(ao: Run, corpus: list[Path]) -> None:
+    # a recent (racy) file is hashed: a FIFO in its place must be skipped, not opened and waited on
+    corpus[0].unlink()
+    os.mkfifo(corpus[0])
+    done = ao("cost", "--all", "--json", timeout=60)
+    assert done.returncode == 0
+    assert total_input(done.stdout) == 5000
