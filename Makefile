@@ -45,7 +45,7 @@ BENCH_ARGS ?=
 bench: codex
 	AO_TEST_HOME=$(TEST_HOME) $(PY) bench/run_all.py $(BENCH_ARGS)
 
-# Fault injection R1-R5 against the real codex (~10 min, not part of `make test`); ends with a table.
+# Fault injection R1-R7 against the real codex (~10 min, not part of `make test`); ends with a table.
 # RELIABILITY_SEED=N replays a run; RELIABILITY_ARGS passes pytest options (e.g. -k r3).
 RELIABILITY_ARGS ?=
 reliability: codex
