@@ -50,6 +50,7 @@ def test_revoked_denies_everything_and_a_broken_control_file_fails_closed(guard_
     (other.session_dir / operator.CONTROL_FILE).write_text("{not json")
     out = ask(other, bash(workspace, "ls"))
     assert out.returncode == 2 and "operator.json" in out.stderr
+    assert other.budget_exhausted()  # no ceiling can be trusted: the runner stops the agent
     assert [d["rule"] for d in receipts(other)] == ["operator_controls"]
 
 

@@ -239,10 +239,10 @@ class GuardServer:
 
     def budget_usd(self) -> Decimal | None:
         """The ceiling in force: the operator's (`ao budget`) over the compiled policy's; none while the
-        operator paused `budget_usd`, and zero while the controls cannot be read (fail closed)."""
+        operator paused `budget_usd` (or the controls cannot be read: `_hard_stop` stops the agent then)."""
         controls, error = self._operator()
         if error:
-            return Decimal(0)
+            return None
         if "budget_usd" in self._paused(controls):
             return None
         budget = controls.budget_usd if controls.budget_usd is not None else self.policy.get("budget_usd")
@@ -279,7 +279,15 @@ class GuardServer:
 
     def budget_exhausted(self) -> bool:
         budget = self.budget_usd()
-        return (budget is not None and self._spent >= budget) or self._daily_problem() is not None
+        return (budget is not None and self._spent >= budget) or self._hard_stop() is not None
+
+    def _hard_stop(self) -> str | None:
+        """Why spending must stop whatever this session's own ceiling says: the operator's controls
+        cannot be read, so no ceiling can be trusted (fail closed), or a daily ceiling is spent."""
+        _controls, error = self._operator()
+        if error:
+            return f"the operator's controls cannot be read, so no ceiling can be trusted: {error}"
+        return self._daily_problem()
 
     def _has_daily(self) -> bool:
         return any(v is not None for v in (self.policy.get("budget_usd_per_day") or {}).values())
@@ -324,7 +332,7 @@ class GuardServer:
     def follow(self, rollout_path: str | None) -> bool:
         """Price what codex added to the session's rollout; True once the ceiling is reached (and codex
         has been stopped). The runner calls this many times a second while codex runs."""
-        if not rollout_path or (self.budget_usd() is None and not self._has_daily()):
+        if not rollout_path or (self.budget_usd() is None and not self._has_daily() and not self._operator()[1]):
             return False
         self._update_spend({"transcript_path": rollout_path})
         reason = self._check_budget({"hook_event_name": "follow"})
@@ -444,7 +452,7 @@ class GuardServer:
         verdict = self._plan_check(payload, origin) if allowed else None
         if verdict is not None and not verdict.allowed:
             allowed, reason, rule = False, verdict.reason, "plan"
-        if self.budget_usd() is not None or self._has_daily():  # whatever else decided: see below
+        if self.budget_usd() is not None or self._has_daily() or control_error:  # whatever else decided
             self._await_usage(payload, min(end, time.monotonic() + USAGE_WAIT_S))
             budget_reason = self._check_budget(payload)
             if budget_reason:
@@ -825,16 +833,16 @@ class GuardServer:
 
     def _check_budget(self, payload: dict[str, Any]) -> str | None:
         """The deny reason once spend reached the budget; records one budget_stop the first time."""
-        daily = self._daily_problem()
-        if daily:
+        other = self._hard_stop()
+        if other:
             with self._lock:
                 first, self._budget_stopped = not self._budget_stopped, True
             if first:
-                self._record("budget_stop", {"spent_usd": float(self._spent), "daily": daily,
+                self._record("budget_stop", {"spent_usd": float(self._spent), "reason": other,
                                              "event": payload.get("hook_event_name"),
                                              "tool_name": payload.get("tool_name")}, self._prompt_hash)
                 self._persist()
-            return f"ao {daily}; no further tool calls"
+            return f"ao: {other}; no further tool calls"
         budget = self.budget_usd()
         with self._lock:
             if budget is None or self._spent < budget:
