@@ -1,7 +1,9 @@
 """A rebuildable SQLite index of rollout usage under $AO_HOME, so repeated reports only stat files.
 
 Per file it keeps size, mtime, inode, the read offset, the fold state and partial sums per model and
-UTC quarter hour; plus every response id counted, so a response repeated in another file counts once.
+UTC quarter hour; plus the response ids it was credited with (one JSON list per read, not a row per id:
+rows per id made the index 15x larger than the sums and thrashed SQLite's cache on a cold run), so a
+response repeated in another file counts once.
 Deleting the database loses nothing: the next run reads the rollouts again.
 """
 from __future__ import annotations
@@ -21,7 +23,8 @@ from supervisor.errors import FatalError
 from supervisor.observe import codex_format as cf
 from supervisor.observe import rollout, usage
 
-SCHEMA_VERSION = 2  # 2: files.first_total, for forks recognised by a copied prefix
+SCHEMA_VERSION = 3  # 2: files.first_total, for forks recognised by a copied prefix; 3: ids as blobs
+CACHE_KIB = 8 << 10  # SQLite page cache (8 MiB): the index without per-id rows is small; RSS target is 150 MB
 MAX_FILE_WARNINGS = 20
 BATCH = 20_000
 SCHEMA = f"""
@@ -32,8 +35,8 @@ CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEG
 CREATE TABLE sums (path TEXT NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL,
     input INTEGER NOT NULL, cached_input INTEGER NOT NULL, output INTEGER NOT NULL,
     reasoning INTEGER NOT NULL, responses INTEGER NOT NULL, PRIMARY KEY (path, model, bucket)) WITHOUT ROWID;
-CREATE TABLE seen (response_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX seen_path ON seen(path);
+CREATE TABLE ids (path TEXT NOT NULL, ids BLOB NOT NULL);
+CREATE INDEX ids_path ON ids(path);
 CREATE INDEX files_thread ON files(thread_id);
 CREATE INDEX files_first_total ON files(first_total);
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -74,6 +77,7 @@ def connect() -> sqlite3.Connection:
                 Path(str(path) + suffix).unlink(missing_ok=True)
             sqlite_file.create(path, SCHEMA)
             con = sqlite_file.open_wal(path, timeout=60)
+        con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         return con
     except (OSError, sqlite3.Error) as exc:
         raise FatalError(f"cannot open the usage index {path}: {exc}; deleting it is safe") from None
@@ -277,7 +281,30 @@ def _in_order(todo: list[str]) -> list[str]:
 
 def _forget(con: sqlite3.Connection, path: str) -> None:
     con.execute("DELETE FROM sums WHERE path = ?", (path,))
-    con.execute("DELETE FROM seen WHERE path = ?", (path,))
+    con.execute("DELETE FROM ids WHERE path = ?", (path,))
+
+
+class _Seen:
+    """Every response id counted so far. A cold run starts empty; otherwise the index's ids are loaded
+    on the first batch that has ids, so a run whose changed files have none never reads them."""
+
+    def __init__(self, con: sqlite3.Connection, cold: bool) -> None:
+        self.con = con
+        self.ids: set[str] = set()
+        self.loaded = cold
+
+    def load(self) -> set[str]:
+        if not self.loaded:
+            self.loaded = True
+            for (blob,) in self.con.execute("SELECT ids FROM ids"):
+                self.ids.update(orjson.loads(blob))
+        return self.ids
+
+    def forget(self, path: str) -> None:
+        """Before a reset file's ids leave the index: reading it again must not find them counted."""
+        if self.loaded:
+            for (blob,) in self.con.execute("SELECT ids FROM ids WHERE path = ?", (path,)):
+                self.ids.difference_update(orjson.loads(blob))
 
 
 def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: dict[str, os.stat_result | None],
@@ -296,19 +323,18 @@ def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: di
         # elsewhere; only a full rebuild credits it again
         con.execute("DELETE FROM files")
         con.execute("DELETE FROM sums")
-        con.execute("DELETE FROM seen")
+        con.execute("DELETE FROM ids")
         rows = {}
         todo = _in_order([p for p in wanted if stats.get(p) is not None])
         gone = []
     for p in gone:
         _forget(con, p)
         con.execute("DELETE FROM files WHERE path = ?", (p,))
-    cold = not rows
-    seen: set[str] = set()
+    seen = _Seen(con, cold=not rows)
     parents = _Parents(con, wanted)
     acc = _Pending()
     for p in todo:
-        _read_file(con, p, rows.get(p), stats[p], seen, cold, parents, out, acc)  # type: ignore[arg-type]
+        _read_file(con, p, rows.get(p), stats[p], seen, parents, out, acc)  # type: ignore[arg-type]
     acc.flush(con)
 
 
@@ -321,7 +347,7 @@ def _renames(con: sqlite3.Connection, todo: list[str], gone: list[str], rows: di
         st = stats[p]
         old = vanished.get((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)) if st else None
         if p not in rows and old is not None:
-            for table in ("files", "sums", "seen"):
+            for table in ("files", "sums", "ids"):
                 con.execute(f"UPDATE {table} SET path = ? WHERE path = ?", (p, old))
             moved[p] = old
     return moved
@@ -341,7 +367,8 @@ class _Pending:
 
     def __init__(self) -> None:
         self.sums: dict[tuple[str, str, str], list[int]] = {}
-        self.seen: list[tuple[str, str]] = []
+        self.ids: dict[str, list[str]] = {}   # path -> ids credited to it by this read
+        self.id_count = 0
 
     def flush(self, con: sqlite3.Connection) -> None:
         con.executemany(
@@ -350,12 +377,12 @@ class _Pending:
             " output=output+excluded.output, reasoning=reasoning+excluded.reasoning,"
             " responses=responses+excluded.responses",
             [(*key, *s) for key, s in self.sums.items()])
-        con.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", self.seen)
-        self.sums, self.seen = {}, []
+        con.executemany("INSERT INTO ids VALUES (?, ?)", [(p, orjson.dumps(i)) for p, i in self.ids.items() if i])
+        self.sums, self.ids, self.id_count = {}, {}, 0
 
 
 def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, st: os.stat_result,
-               seen: set[str], cold: bool, parents: _Parents, out: Refresh, acc: _Pending) -> None:
+               seen: _Seen, parents: _Parents, out: Refresh, acc: _Pending) -> None:
     if row is None:
         tail = rollout.RolloutTail(path)
         fold_state: dict[str, Any] = {}
@@ -377,6 +404,8 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
         return
     if reset:
         out.resets += 1
+        acc.flush(con)  # nothing of this file may stay pending: its ids and sums are dropped now
+        seen.forget(path)
         _forget(con, path)
         fold_state, warnings, start = {}, [], 0
         con.execute("UPDATE files SET duplicates = 0 WHERE path = ?", (path,))
@@ -401,11 +430,11 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
             if item is not None:
                 batch.append(item)
                 if len(batch) >= BATCH:
-                    duplicates += _store(con, path, batch, seen, cold, acc)
+                    duplicates += _store(con, path, batch, seen, acc)
                     batch = []
     except OSError as exc:
         tail.warnings.append(f"{path}: read failed at byte {tail.offset}: {exc.strerror}")
-    duplicates += _store(con, path, batch, seen, cold, acc)
+    duplicates += _store(con, path, batch, seen, acc)
     if tail.torn:
         # replaced between the stat and the open: nothing was read; size -1 forces a re-read next time
         st = SimpleNamespace(st_size=-1, st_mtime_ns=st.st_mtime_ns,  # type: ignore[assignment]
@@ -430,18 +459,13 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
          orjson.dumps(warnings).decode() if warnings else None, _total_key(fold.first_total)))
 
 
-def _store(con: sqlite3.Connection, path: str, batch: list[usage.ResponseUsage], seen: set[str], cold: bool,
+def _store(con: sqlite3.Connection, path: str, batch: list[usage.ResponseUsage], seen: _Seen,
            acc: _Pending) -> int:
     """Add a batch's new responses to the pending sums; returns how many were duplicates."""
     if not batch:
         return 0
-    if not cold:
-        ids = [u.response_id for u in batch if u.response_id is not None and u.response_id not in seen]
-        for i in range(0, len(ids), 900):
-            part = ids[i:i + 900]
-            marks = ",".join("?" * len(part))
-            seen.update(r[0] for r in con.execute(f"SELECT response_id FROM seen WHERE response_id IN ({marks})", part))
-    fresh = usage.dedupe(batch, seen)
+    fresh = usage.dedupe(batch, seen.load() if any(u.response_id is not None for u in batch) else seen.ids)
+    ids = acc.ids.setdefault(path, [])
     for u in fresh:
         key = (path, u.model, u.bucket)
         s = acc.sums.get(key)
@@ -453,8 +477,9 @@ def _store(con: sqlite3.Connection, path: str, batch: list[usage.ResponseUsage],
         s[3] += u.reasoning
         s[4] += 1
         if u.response_id is not None:
-            acc.seen.append((u.response_id, path))
-    if len(acc.seen) > 200_000:
+            ids.append(u.response_id)
+            acc.id_count += 1
+    if acc.id_count > 20_000:  # pending ids and their JSON cost RSS: write them in modest batches
         acc.flush(con)
     return len(batch) - len(fresh)
 

@@ -1,0 +1,90 @@
+"""The index keeps response ids as one blob per read, not a row per id: dedup must stay global and exact
+across cold runs, appends, new files, resets and an index left by an older version."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from supervisor.observe import index
+from tests.test_usage_hostile import meta, model_line, record, rollout_file, scan_all, tid, totals
+
+
+@pytest.fixture
+def home(isolated_home: Path) -> Path:
+    return Path(os.environ["CODEX_HOME"])
+
+
+def id_rows() -> list[tuple[str, bytes]]:
+    con = sqlite3.connect(index.index_path())
+    try:
+        return con.execute("SELECT path, ids FROM ids ORDER BY rowid").fetchall()
+    finally:
+        con.close()
+
+
+def test_one_blob_per_file_and_no_row_per_id(home: Path) -> None:
+    body = meta(tid(1)) + model_line() + b"".join(record(f"resp_{n}", (10, 1, 2, 0)) for n in range(50))
+    rollout_file(home, 1, body)
+    assert totals(scan_all(home)) == (500, 50, 100, 0)
+    rows = id_rows()
+    assert len(rows) == 1
+    con = sqlite3.connect(index.index_path())
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    con.close()
+    assert "seen" not in tables
+
+
+def test_warm_append_and_new_file_dedupe_against_stored_ids(home: Path) -> None:
+    first = rollout_file(home, 1, meta(tid(1)) + model_line() + record("resp_a", (100, 0, 10, 0)))
+    assert totals(scan_all(home)) == (100, 0, 10, 0)
+    # a second process: the ids come from the index, not from memory
+    with first.open("ab") as fh:
+        fh.write(record("resp_a", (100, 0, 10, 0)) + record("resp_b", (200, 0, 20, 0)))
+    assert totals(scan_all(home)) == (300, 0, 30, 0)
+    rollout_file(home, 2, meta(tid(2)) + model_line() + record("resp_b", (200, 0, 20, 0))
+                 + record("resp_a", (100, 0, 10, 0)) + record("resp_c", (1, 0, 1, 0)))
+    result = scan_all(home)
+    assert totals(result) == (301, 0, 31, 0)
+    assert totals(result, first) == (300, 0, 30, 0)   # credited to the older file
+    # and a cold rebuild agrees
+    index.index_path().unlink()
+    assert totals(scan_all(home)) == (301, 0, 31, 0)
+
+
+def test_reset_file_is_credited_again_with_its_own_ids(home: Path) -> None:
+    other = rollout_file(home, 1, meta(tid(1)) + model_line() + record("resp_z", (7, 0, 7, 0)))
+    path = rollout_file(home, 2, meta(tid(2)) + model_line() + record("resp_a", (100, 0, 10, 0))
+                        + record("resp_b", (5, 0, 5, 0)))
+    assert totals(scan_all(home)) == (112, 0, 22, 0)
+    with other.open("ab") as fh:  # a changed file read before it loads the stored ids
+        fh.write(record("resp_y", (1, 0, 1, 0)))
+    # rewritten in place, shorter: its old ids must not count as already seen
+    path.write_bytes(meta(tid(2)) + model_line() + record("resp_a", (100, 0, 10, 0)))
+    result = scan_all(home)
+    assert result.resets == 1
+    assert totals(result) == (108, 0, 18, 0)
+
+
+def test_ids_with_separators_stay_distinct(home: Path) -> None:
+    # ids are JSON strings: any character may appear, so the blob must not split on one
+    rollout_file(home, 1, meta(tid(1)) + model_line() + record("a\nb", (1, 0, 1, 0)) + record("a,b", (2, 0, 2, 0)))
+    assert totals(scan_all(home)) == (3, 0, 3, 0)
+    rollout_file(home, 2, meta(tid(2)) + model_line() + record("a", (4, 0, 4, 0)) + record("b", (8, 0, 8, 0))
+                 + record("a\nb", (1, 0, 1, 0)))
+    assert totals(scan_all(home)) == (15, 0, 15, 0)
+
+
+def test_an_old_index_is_rebuilt(home: Path) -> None:
+    rollout_file(home, 1, meta(tid(1)) + model_line() + record("resp_a", (100, 0, 10, 0)))
+    path = index.index_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE files (path TEXT PRIMARY KEY);"
+                      "CREATE TABLE seen (response_id TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID;"
+                      "PRAGMA user_version = 2;")
+    con.close()
+    assert totals(scan_all(home)) == (100, 0, 10, 0)
+    assert len(id_rows()) == 1
