@@ -74,6 +74,20 @@ def trust_roots(workspace: Path) -> list[str]:
     return roots
 
 
+def discard_worktree(repo: Path, target: Path, branch: str) -> None:
+    """Take back a worktree a spawn was making, in whatever state git left it: the directory under
+    $AO_HOME/worktrees, git's admin entry for it, and its `ao/` branch."""
+    import shutil
+
+    with _repo_lock(repo):
+        _git(["worktree", "remove", "--force", str(target)], cwd=repo)
+        if target.parent == paths.worktrees_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        _git(["worktree", "prune"], cwd=repo)
+        if branch.startswith("ao/"):
+            _git(["branch", "-D", branch], cwd=repo)
+
+
 def remove_worktree(repo: Path, workspace: Path, delete_branch: bool = False) -> None:
     """Remove a worktree ao made; its branch is kept (it may hold the agent's commits) unless asked."""
     branch = current_branch(workspace)

@@ -37,7 +37,8 @@ class SpawnRequest:
     check: bool = True  # ask the provider (or codex's login) before any side effect; --no-check skips
 
 
-def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path, str | None, str | None]:
+def _pick_workspace(cfg: Config, req: SpawnRequest, session: str,
+                    made: _Made | None = None) -> tuple[Path, str | None, str | None]:
     """Returns (workspace, repo, branch)."""
     if req.workspace:
         path = Path(req.workspace).expanduser().resolve()
@@ -56,6 +57,8 @@ def _pick_workspace(cfg: Config, req: SpawnRequest, session: str) -> tuple[Path,
                              "or run `ao spawn` inside a git repository") from None
     if cfg.data["workspace"] == "in-place":
         return repo, str(repo), ws.current_branch(repo)
+    if made is not None:  # before git starts: ^C may land while `git worktree add` is half done
+        made.planned_worktree = (repo, paths.worktrees_dir() / session, f"ao/{session}")
     path, branch = ws.create_worktree(repo, session, project.get("default_branch"))
     return path, str(repo), branch
 
@@ -215,6 +218,7 @@ class _Made:
         self.session = session
         self.session_dir: Path | None = None
         self.worktree: tuple[Path, Path] | None = None  # (repo, workspace)
+        self.planned_worktree: tuple[Path, Path, str] | None = None  # (repo, dir, branch) before git made it
         self.recorded = False
         self.runner_pid: int | None = None
         self.complete = False
@@ -235,6 +239,8 @@ class _Made:
             store.delete(self.session)
         if self.worktree:
             ws.remove_worktree(*self.worktree, delete_branch=True)
+        if self.planned_worktree:  # whatever an interrupted `git worktree add` left: dir, admin entry, branch
+            ws.discard_worktree(*self.planned_worktree)
         if self.session_dir:
             shutil.rmtree(self.session_dir, ignore_errors=True)
 
@@ -261,7 +267,7 @@ def _spawn(cfg: Config, req: SpawnRequest, session: str, made: _Made) -> None:
         made.session_dir = paths.ensure_private_dir(sdir)
     except OSError as exc:
         raise FatalError(f"cannot create session dir {sdir}: {exc.strerror}") from None
-    workspace, repo, branch = _pick_workspace(cfg, req, session)
+    workspace, repo, branch = _pick_workspace(cfg, req, session, made)
     if repo and workspace != Path(repo):
         made.worktree = (Path(repo), workspace)
     model = req.model or cfg.data["agent"]["model"]
