@@ -67,3 +67,23 @@ def test_the_operator_budget_overrides_the_policy_both_ways(guard_server, worksp
     operator.set_budget(server.session_dir, 0.05)  # raised again: calls run
     assert ask(server, bash(workspace, "ls", transcript_path=str(rollout))).returncode == 0
     assert not server.budget_exhausted()
+
+
+def test_a_usage_record_that_never_comes_delays_the_call_but_never_blocks_the_guard(guard_server, workspace,
+                                                                                      monkeypatch):
+    """If codex stopped writing token_usage_record (a format change), PreToolUse waits at most
+    USAGE_WAIT_S for it, then decides on what it has; the runner's follower prices it when it comes."""
+    from supervisor.govern import guard_server as gs
+
+    monkeypatch.setattr(gs, "USAGE_WAIT_S", 0.3)
+    rollout = paths.codex_home() / "sessions" / "2026" / "01" / "03" / "rollout-n.jsonl"
+    rollout.parent.mkdir(parents=True)
+    rollout.write_text(json.dumps({"type": "response_item", "payload": {
+        "type": "function_call", "call_id": "call_late", "name": "exec_command", "arguments": "{}"}}) + "\n")
+    server = guard_server("ao-late", RULES + "budget_usd: 0.02\n")
+    out = ask(server, bash(workspace, "ls", transcript_path=str(rollout), tool_use_id="call_late"))
+    assert out.returncode == 0 and not server.budget_exhausted()  # decided without the missing record
+    with open(rollout, "a") as fh:  # the record arrives late: over the ceiling ($0.0225)
+        fh.write(json.dumps({"type": "token_usage_record", "payload": {"usage": {
+            "input_tokens": 10000, "cached_input_tokens": 0, "output_tokens": 1000}}}) + "\n")
+    assert server.follow(str(rollout)) is True and server.budget_exhausted()

@@ -222,39 +222,19 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def rollout_cost(lines: bytes, price: Price | None) -> Decimal:
-    """What the token_usage_record lines among `lines` cost, with the one formula in pricing.cost."""
+def rollout_usage(lines: bytes, price: Price | None) -> tuple[Decimal, list[str | None]]:
+    """One pass over new rollout lines: what their token_usage_records cost (the one formula in
+    pricing.cost), and in file order a tool call's call_id, or None for a response's usage record.
+
+    codex 0.169.0 writes a response's function calls, then its usage record (measured: 3 ms later,
+    before the call runs), so the calls before a record are the ones that response asked for.
+    """
     import json
     from decimal import Decimal
 
     from supervisor.observe import pricing
 
     total = Decimal(0)
-    for line in lines.splitlines():
-        if b'"token_usage_record"' not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        payload = record.get("payload") if isinstance(record, dict) else None
-        if record.get("type") != "token_usage_record" or not isinstance(payload, dict) \
-                or not isinstance(payload.get("usage"), dict):
-            continue
-        usage = payload["usage"]
-        total += pricing.cost(price, _count(usage.get("input_tokens")), _count(usage.get("cached_input_tokens")),
-                              _count(usage.get("output_tokens")))
-    return total
-
-
-def usage_marks(lines: bytes) -> list[str | None]:
-    """In file order: a tool call's call_id, or None for a response's token_usage_record.
-
-    codex 0.169.0 writes a response's function calls, then its usage record (measured: 3 ms later,
-    before the call runs), so the calls before a record are the ones that response asked for.
-    """
-    import json
-
     marks: list[str | None] = []
     for line in lines.splitlines():
         if b'"token_usage_record"' not in line and (b'_call"' not in line or b'"call_id"' not in line):
@@ -263,16 +243,19 @@ def usage_marks(lines: bytes) -> list[str | None]:
             record = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(record, dict):
+        payload = record.get("payload") if isinstance(record, dict) else None
+        if not isinstance(payload, dict):
             continue
-        payload = record.get("payload")
-        if record.get("type") == "token_usage_record" and isinstance(payload, dict):
+        if record.get("type") == "token_usage_record":
             marks.append(None)
-        elif isinstance(payload, dict) and record.get("type") == "response_item" \
-                and payload.get("type") in ("function_call", "custom_tool_call", "local_shell_call") \
-                and isinstance(payload.get("call_id"), str):
+            usage = payload.get("usage")
+            if isinstance(usage, dict):
+                total += pricing.cost(price, _count(usage.get("input_tokens")),
+                                      _count(usage.get("cached_input_tokens")), _count(usage.get("output_tokens")))
+        elif record.get("type") == "response_item" and isinstance(payload.get("call_id"), str) \
+                and payload.get("type") in ("function_call", "custom_tool_call", "local_shell_call"):
             marks.append(payload["call_id"])
-    return marks
+    return total, marks
 
 
 # --- plans and prompts ------------------------------------------------------------------------------

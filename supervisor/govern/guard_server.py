@@ -238,15 +238,23 @@ class GuardServer:
         return float(self._spent)
 
     def budget_usd(self) -> Decimal | None:
-        """The ceiling in force: the operator's (`ao budget`) over the compiled policy's; none while the
-        operator paused `budget_usd` (or the controls cannot be read: `_hard_stop` stops the agent then)."""
-        controls, error = self._operator()
+        return self._limits()[0]
+
+    def _limits(self, read: tuple[Any, str | None] | None = None) -> tuple[Decimal | None, str | None]:
+        """(the ceiling in force, why no ceiling can be trusted) from one read of the operator's controls
+        (`read`, when the caller already has it): `ao budget` over the compiled policy's; none while the
+        operator paused `budget_usd`, or while the controls cannot be read (`_hard_stop` stops the agent)."""
+        controls, error = read or self._operator()
         if error:
-            return None
+            return None, error
         if "budget_usd" in self._paused(controls):
-            return None
+            return None, None
         budget = controls.budget_usd if controls.budget_usd is not None else self.policy.get("budget_usd")
-        return None if budget is None else Decimal(str(budget))
+        return (None if budget is None else Decimal(str(budget))), None
+
+    def _watching(self, limits: tuple[Decimal | None, str | None]) -> bool:
+        """Whether spend must be followed at all: a ceiling, a daily ceiling, or controls to fail closed on."""
+        return limits[0] is not None or limits[1] is not None or self._has_daily()
 
     def _operator(self) -> tuple[Any, str | None]:
         """(Controls, error): the operator's controls, read again only when the file changed."""
@@ -278,15 +286,14 @@ class GuardServer:
         return frozenset(operator.paused_now(controls)) & self._pausable
 
     def budget_exhausted(self) -> bool:
-        budget = self.budget_usd()
-        return (budget is not None and self._spent >= budget) or self._hard_stop() is not None
+        budget, error = self._limits()
+        return (budget is not None and self._spent >= budget) or self._hard_stop(error) is not None
 
-    def _hard_stop(self) -> str | None:
+    def _hard_stop(self, control_error: str | None) -> str | None:
         """Why spending must stop whatever this session's own ceiling says: the operator's controls
         cannot be read, so no ceiling can be trusted (fail closed), or a daily ceiling is spent."""
-        _controls, error = self._operator()
-        if error:
-            return f"the operator's controls cannot be read, so no ceiling can be trusted: {error}"
+        if control_error:
+            return f"the operator's controls cannot be read, so no ceiling can be trusted: {control_error}"
         return self._daily_problem()
 
     def _has_daily(self) -> bool:
@@ -332,12 +339,13 @@ class GuardServer:
     def follow(self, rollout_path: str | None) -> bool:
         """Price what codex added to the session's rollout; True once the ceiling is reached (and codex
         has been stopped). The runner calls this many times a second while codex runs."""
-        if not rollout_path or (self.budget_usd() is None and not self._has_daily() and not self._operator()[1]):
+        limits = self._limits()
+        if not rollout_path or not self._watching(limits):
             return False
-        self._update_spend({"transcript_path": rollout_path})
-        reason = self._check_budget({"hook_event_name": "follow"})
+        self._update_spend({"transcript_path": rollout_path}, limits[0])
+        reason = self._check_budget({"hook_event_name": "follow"}, limits)
         if reason:
-            self._exhaust(reason, "the rollout")
+            self._exhaust(reason, "the rollout", limits[0])
         return reason is not None
 
     # --- serving ----------------------------------------------------------------------------------
@@ -452,15 +460,16 @@ class GuardServer:
         verdict = self._plan_check(payload, origin) if allowed else None
         if verdict is not None and not verdict.allowed:
             allowed, reason, rule = False, verdict.reason, "plan"
-        if self.budget_usd() is not None or self._has_daily() or control_error:  # whatever else decided
-            self._await_usage(payload, min(end, time.monotonic() + USAGE_WAIT_S))
-            budget_reason = self._check_budget(payload)
+        limits = self._limits((controls, control_error))
+        if self._watching(limits):  # whatever else decided
+            self._await_usage(payload, min(end, time.monotonic() + USAGE_WAIT_S), limits[0])
+            budget_reason = self._check_budget(payload, limits)
             if budget_reason:
                 if allowed:
                     allowed, reason, rule = False, budget_reason, "budget_usd"
                 # the response that asked for this call crossed the ceiling: codex must be gone before
                 # it hears any answer, or it would carry the answer back to the model in a new request
-                self._exhaust(budget_reason, "PreToolUse")
+                self._exhaust(budget_reason, "PreToolUse", limits[0])
         if allowed:
             gate = guard.approval_gate(self.policy, text, paused)
             if gate:
@@ -494,12 +503,13 @@ class GuardServer:
             body["plan_hash"] = self._plan_hash
             self._record("tool_call", ledger.as_claim(body, "guard_socket"), self._prompt_hash)
             return
-        self._update_spend(payload)
+        limits = self._limits()
+        self._update_spend(payload, limits[0])
         body["plan_hash"] = self._plan_hash
         self._record("tool_call", body, self._prompt_hash)
-        reason = self._check_budget(payload)
+        reason = self._check_budget(payload, limits)
         if reason:
-            self._exhaust(reason, "PostToolUse")
+            self._exhaust(reason, "PostToolUse", limits[0])
 
     def _user_prompt(self, payload: dict[str, Any], peer_pid: int) -> None:
         prompt = payload.get("prompt") or ""
@@ -524,8 +534,9 @@ class GuardServer:
             self._scan_plans()
             for plan in plans.fenced_plans(message or ""):  # already read from the rollout, unless it lags
                 self._register_plan(payload, plan, "fenced_json")
+        limits = self._limits() if event == guard.STOP else (None, None)
         if event == guard.STOP:
-            self._update_spend(payload)
+            self._update_spend(payload, limits[0])
         body = {"event": event, "thread_id": payload.get("session_id"), "model": payload.get("model"),
                 "cwd": payload.get("cwd"), "source": payload.get("source"), "spent_usd": self.spent_usd,
                 "peer_pid": peer_pid}
@@ -537,9 +548,9 @@ class GuardServer:
         if event == guard.START:
             self.session_started.set()
         if event == guard.STOP:
-            reason = self._check_budget(payload)
+            reason = self._check_budget(payload, limits)
             if reason:
-                self._exhaust(reason, "Stop")
+                self._exhaust(reason, "Stop", limits[0])
             self._persist()
 
     # --- plans (plans.py): registered, attested, enforced ---------------------------------------
@@ -756,8 +767,9 @@ class GuardServer:
             self._prices[key] = guard.price_for(self.policy, key)
         return self._prices[key]
 
-    def _update_spend(self, payload: dict[str, Any]) -> None:
-        """Price the token_usage_record lines added to the rollout since the last look."""
+    def _update_spend(self, payload: dict[str, Any], budget: Decimal | None) -> None:
+        """Price the token_usage_record lines added to the rollout since the last look; `budget` is the
+        ceiling in force, for the 80% warning."""
         fd = self._open_rollout(payload.get("transcript_path"))
         if fd is None:
             return
@@ -765,7 +777,6 @@ class GuardServer:
             info = os.fstat(fd)
             key = f"{info.st_dev}:{info.st_ino}"
             price = self._price(payload.get("model"))
-            budget = self.budget_usd()  # before _lock: reading the operator's controls takes it
             with self._lock:
                 if key not in self._offsets and len(self._offsets) >= MAX_TRANSCRIPTS:
                     return
@@ -777,9 +788,10 @@ class GuardServer:
                 whole = chunk[:chunk.rfind(b"\n") + 1]
                 if not whole:
                     return
-                self._spent += guard.rollout_cost(whole, price)
+                cost, marks = guard.rollout_usage(whole, price)
+                self._spent += cost
                 self._offsets[key] = offset + len(whole)
-                self._note_usage_marks(whole)
+                self._note_usage_marks(marks)
                 warn = self._warning_due(budget)
         finally:
             os.close(fd)
@@ -787,9 +799,9 @@ class GuardServer:
             self._record("budget_warning", warn, self._prompt_hash)
         self._persist()
 
-    def _note_usage_marks(self, lines: bytes) -> None:
+    def _note_usage_marks(self, marks: list[str | None]) -> None:
         """Which tool calls' responses are priced: a response's usage record follows its calls."""
-        for call_id in guard.usage_marks(lines):
+        for call_id in marks:
             if call_id is None:
                 for done in self._uncounted_calls:
                     provenance.remember(self._counted_calls, done)
@@ -805,24 +817,24 @@ class GuardServer:
         return {"spent_usd": float(self._spent), "budget_usd": float(budget),
                 "percent": int(self._spent * 100 / budget) if budget else 100}
 
-    def _await_usage(self, payload: dict[str, Any], until: float) -> None:
+    def _await_usage(self, payload: dict[str, Any], until: float, budget: Decimal | None) -> None:
         """Price the rollout until the usage of the response asking for this call is in (or `until`)."""
         call_id = payload.get("tool_use_id")
         while True:
-            self._update_spend(payload)
+            self._update_spend(payload, budget)
             with self._lock:
                 counted = not call_id or call_id in self._counted_calls
             if counted or time.monotonic() >= until:
                 return
             time.sleep(0.005)
 
-    def _exhaust(self, reason: str, where: str) -> None:
+    def _exhaust(self, reason: str, where: str, budget: Decimal | None) -> None:
         """Once: the budget_exhausted receipt, then the runner's hard stop of codex."""
         with self._lock:
             first, self._exhausted_once = not self._exhausted_once, True
         if not first:
             return
-        self._record("budget_exhausted", {"spent_usd": float(self._spent), "budget_usd": float(self.budget_usd() or 0),
+        self._record("budget_exhausted", {"spent_usd": float(self._spent), "budget_usd": float(budget or 0),
                                           "reason": reason, "seen_at": where}, self._prompt_hash)
         self._persist()
         if self.on_exhausted is not None:
@@ -831,9 +843,11 @@ class GuardServer:
             except Exception as exc:  # the deny still goes out; the runner's own follower retries
                 print(f"ao guard {self.session}: cannot stop codex at the budget: {exc}", file=sys.stderr)
 
-    def _check_budget(self, payload: dict[str, Any]) -> str | None:
-        """The deny reason once spend reached the budget; records one budget_stop the first time."""
-        other = self._hard_stop()
+    def _check_budget(self, payload: dict[str, Any], limits: tuple[Decimal | None, str | None]) -> str | None:
+        """The deny reason once spend reached the budget (`limits` from `_limits`); records one
+        budget_stop the first time."""
+        budget, control_error = limits
+        other = self._hard_stop(control_error)
         if other:
             with self._lock:
                 first, self._budget_stopped = not self._budget_stopped, True
@@ -843,7 +857,6 @@ class GuardServer:
                                              "tool_name": payload.get("tool_name")}, self._prompt_hash)
                 self._persist()
             return f"ao: {other}; no further tool calls"
-        budget = self.budget_usd()
         with self._lock:
             if budget is None or self._spent < budget:
                 if budget is not None:  # a raised ceiling re-arms the stop and the warning
