@@ -12,29 +12,42 @@ if TYPE_CHECKING:
 
 
 def kill_tree(pid: int | None, grace: float = 3.0) -> list[int]:
-    """Terminate a process and all its descendants, wait, then kill what is left; returns the pids."""
+    """Terminate a process and all its descendants, wait, then kill what is left; returns the pids.
+    `grace=0` stops and kills at once (nothing of the tree gets to run another instruction)."""
+    return end_all(_tree(pid), grace)
+
+
+def _tree(pid: int | None) -> Callable[[], list[psutil.Process]]:
+    """A finder for `end_all`: the live process `pid` and its descendants, and every one seen before
+    (a child orphaned when its parent died is still ended). A pid of 1 or ao's own finds nothing."""
     import psutil  # lazy: most commands never end a process
 
     if not pid or pid <= 1 or pid == os.getpid():  # a corrupt record must never take init or ao down
-        return []
+        return list
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return []
-    for proc in procs:
+        return list
+    known: dict[int, psutil.Process] = {}
+
+    def find() -> list[psutil.Process]:
         try:
-            proc.terminate()
+            found = [root, *root.children(recursive=True)] if root.is_running() else []
         except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
-    return [p.pid for p in procs]
+            found = []
+        for proc in found:
+            known.setdefault(proc.pid, proc)
+        return [p for p in known.values() if _running(p)]
+    return find
+
+
+def _running(proc: psutil.Process) -> bool:
+    import psutil
+
+    try:  # is_running() also checks the start time, so a reused pid is not this process
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def alive(pid: int | None) -> bool:
@@ -158,20 +171,22 @@ def session_processes(session: str, roots: Iterable[int | None], since: float) -
 
 
 def end_all(find: Callable[[], list[psutil.Process]], grace: float = 3.0, rounds: int = 6) -> list[int]:
-    """End what `find` returns: SIGTERM and `grace` seconds for a clean exit, then rounds of SIGSTOP (so
-    nothing forks on) and SIGKILL, finding again each round, until nothing is left. Returns the pids."""
+    """End what `find` returns: SIGTERM and `grace` seconds for a clean exit (none with `grace=0`), then
+    rounds of SIGSTOP (so nothing forks on) and SIGKILL, finding again each round, until nothing is
+    left. Returns the pids."""
     import psutil
 
     procs = find()
     ended = {p.pid for p in procs}
     if not procs:
         return []
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=grace)
+    if grace > 0:
+        for proc in procs:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=grace)
     for _ in range(rounds):
         left = find()
         if not left:

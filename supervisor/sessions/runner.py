@@ -21,7 +21,7 @@ from typing import Any
 
 from supervisor import paths, store
 from supervisor.errors import FatalError
-from supervisor.launch import runtimes
+from supervisor.launch import processes, runtimes
 from supervisor.launch.runtimes.base import Changed, Exited, Job, Runtime, Started, Tick, Trouble, codex_home_of
 from supervisor.locking import file_lock
 from supervisor.records import PR_STATUSES, SessionRecord, Status
@@ -99,41 +99,6 @@ def job_for(record: SessionRecord) -> Job:
 
 DEFAULT_STALL_AFTER_S = 60.0
 FOLLOW_S = 0.025  # how often the spend follower reads the rollout while a budget is set
-
-
-def halt(pid: int | None) -> list[int]:
-    """End codex and everything under it at once: SIGSTOP the tree first, so no process of it can send
-    another model request or fork while the rest is found, then SIGKILL it; returns the pids."""
-    import psutil
-
-    if not pid or pid <= 1 or pid == os.getpid():
-        return []
-    try:
-        root = psutil.Process(pid)
-    except psutil.Error:
-        return []
-    procs: list[psutil.Process] = []
-    for _round in range(4):  # a child forked before its parent stopped shows up on the next look
-        try:
-            found = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            found = []
-        new = [p for p in found if p not in procs]
-        if not new:
-            break
-        for proc in new:
-            try:
-                proc.suspend()
-            except psutil.Error:
-                pass
-        procs.extend(new)
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=3)
-    return [p.pid for p in procs]
 
 
 def _follow_spend(follow: Callable[[str | None], bool], rollout_of: Callable[[], str | None],
@@ -224,7 +189,8 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
         if exhausted:
             return
         exhausted.append(reason)
-        halt(getattr(run, "pid", None))  # nothing of codex runs after this returns
+        # freeze and kill codex's whole tree at once: nothing of it runs after this returns
+        processes.kill_tree(getattr(run, "pid", None), grace=0)
         run.stop()
 
     set_halt(on_exhausted)
