@@ -20,12 +20,13 @@ from supervisor.report.watch import frame
 JAIL = {"jail": {"argv": ["bwrap"]}}
 
 
-def _record(session: str, status: Status, age_s: float, ended: bool = True, **fields: Any) -> str:
+def _record(session: str, status: Status, age_s: float, ended: bool = True, launch: dict[str, Any] | None = None,
+            **fields: Any) -> str:
     """A fake finished (or live, with no pid) session; never a real pid (the teardown kills record pids)."""
     now = time.time()  # at insert time: a long run may import this module minutes before the test
     store.insert({"session": session, "workspace": f"/nonexistent/{session}", "runtime": "headless",
                   "status": status, "started_at": now - age_s, "ended_at": (now - 1) if ended else None,
-                  "launch": JAIL, **fields})
+                  "launch": JAIL if launch is None else launch, **fields})
     return session
 
 

@@ -7,11 +7,11 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_fleet_view import _record as fleet_record
 
 from supervisor import paths, store
 from supervisor.records import Status
@@ -22,13 +22,9 @@ BIG_ARGV = ["bwrap", *(f"--ro-bind /some/long/path/{i} /some/long/path/{i}" for 
 
 
 def _record(session: str, status: Status, age_s: float, ended: bool = True, **fields: Any) -> str:
-    """A fake session; never a real pid (the teardown kills record pids)."""
-    now = time.time()
+    """A fake session with a real-sized launch argv; never a real pid (the teardown kills record pids)."""
     launch = {"argv": BIG_ARGV, "env": {"AO_SESSION": session}, "jail": {"argv": ["bwrap"]}, "budget_usd": 2.5}
-    store.insert({"session": session, "workspace": f"/nonexistent/{session}", "runtime": "headless",
-                  "status": status, "started_at": now - age_s, "ended_at": (now - 1) if ended else None,
-                  "launch": launch, **fields})
-    return session
+    return fleet_record(session, status, age_s, ended, launch, **fields)
 
 
 def _fleet() -> None:

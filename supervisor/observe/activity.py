@@ -64,7 +64,8 @@ def classify(kinds: list[str], age: float, alive: bool, pending_approval: bool =
     return "active" if age <= STALE_AFTER else "idle"
 
 
-def _event_time(event: dict[str, Any]) -> float | None:
+def event_time(event: dict[str, Any]) -> float | None:
+    """An event's own timestamp (epoch seconds), or None when it has none that parses."""
     stamp = event.get(cf.TIMESTAMP)
     if not isinstance(stamp, str):
         return None
@@ -82,7 +83,7 @@ def activity(rollout: str | None, alive: bool, now: float | None = None, **flags
         return None
     path = Path(rollout)
     events = last_events(path)
-    stamp = _event_time(events[-1]) if events else None
+    stamp = event_time(events[-1]) if events else None
     if stamp is None:
         try:
             st = path.stat()

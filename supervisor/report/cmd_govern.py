@@ -10,7 +10,7 @@ from supervisor import paths
 from supervisor.errors import FatalError
 from supervisor.govern import bundle, guard
 from supervisor.report import views
-from supervisor.report.common import print_json
+from supervisor.report.common import print_json, print_result
 
 
 def _resolve(approval_id: str, status: str, reason: str | None) -> dict[str, Any]:
@@ -89,10 +89,7 @@ def describe_command(record: dict[str, Any]) -> str:
 def approve_cmd(approval_id: str, as_json: bool) -> None:
     """Let a tool call that waits for approval run."""
     record = approve(approval_id)
-    if as_json:
-        print_json(record)
-    else:
-        click.echo(f"approved {approval_id}: {views.printable(describe_command(record))}")
+    print_result(record, as_json, f"approved {approval_id}: {views.printable(describe_command(record))}")
 
 
 @click.command("deny")

@@ -16,7 +16,7 @@ from supervisor import paths, store
 from supervisor.errors import FatalError
 from supervisor.records import SessionRecord
 from supervisor.report import views
-from supervisor.report.common import print_json
+from supervisor.report.common import print_json, print_result
 
 REVOKED_ERROR = "revoked by the operator"
 
@@ -171,10 +171,8 @@ def resume_rule(session: str, rule: str) -> dict[str, Any]:
 def pause_cmd(session: str, rule: str, duration: str, as_json: bool) -> None:
     """Suspend RULE (as `ao policy SESSION` names it) for a while."""
     result = pause_rule(session, rule, duration)
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(f"{result['session']}: {views.printable(rule)} paused until {_when(result['paused_until'])}")
+    print_result(result, as_json,
+                 f"{result['session']}: {views.printable(rule)} paused until {_when(result['paused_until'])}")
 
 
 @guard_group.command("resume")
@@ -184,10 +182,7 @@ def pause_cmd(session: str, rule: str, duration: str, as_json: bool) -> None:
 def resume_cmd(session: str, rule: str, as_json: bool) -> None:
     """Restore a paused RULE now."""
     result = resume_rule(session, rule)
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(f"{result['session']}: {views.printable(rule)} is enforced again")
+    print_result(result, as_json, f"{result['session']}: {views.printable(rule)} is enforced again")
 
 
 def revoke_session(session: str) -> dict[str, Any]:
@@ -215,11 +210,8 @@ def revoke_session(session: str) -> dict[str, Any]:
 def revoke_cmd(session: str, as_json: bool) -> None:
     """Deny every further tool call of SESSION, stop its agent now and seal its ledger."""
     result = revoke_session(session)
-    if as_json:
-        print_json(result)
-    else:
-        stopped = "agent stopped" if result["killed"] else f"it was not running ({result['status']})"
-        click.echo(f"{result['session']} revoked: every tool call is denied, {stopped}, ledger sealed")
+    stopped = "agent stopped" if result["killed"] else f"it was not running ({result['status']})"
+    print_result(result, as_json, f"{result['session']} revoked: every tool call is denied, {stopped}, ledger sealed")
 
 
 def set_budget(session: str, usd: str) -> dict[str, Any]:

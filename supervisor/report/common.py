@@ -31,3 +31,11 @@ def json_text(value: Any) -> str:
 
 def print_json(value: Any) -> None:
     click.echo(json_text(value))
+
+
+def print_result(result: Any, as_json: bool, text: str) -> None:
+    """A command's one result: the JSON document under `--json`, else its line of text."""
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(text)

@@ -75,20 +75,9 @@ def turn_ended(record: SessionRecord) -> bool:
     gov = guard.session_governance(str(paths.ao_home()), record["session"])
     if gov["budget_blocked"] or gov["waiting_input"]:  # the runner is about to stop it as blocked, or a human
         return False  # must answer first: neither is work done
-    ended_at = next((_stamp(e.get(cf.TIMESTAMP)) for e in reversed(events) if cf.line_kind(e) in cf.IDLE_KINDS), None)
+    ended_at = next((activity.event_time(e) for e in reversed(events) if cf.line_kind(e) in cf.IDLE_KINDS), None)
     run_started = processes.create_time(record.get("pid"))
     return ended_at is None or run_started is None or ended_at >= run_started - processes.CLOCK_SLACK_S
-
-
-def _stamp(value: object) -> float | None:
-    import datetime as dt
-
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def count_running(slots: str = "active") -> int:
