@@ -304,7 +304,9 @@ def _thread_provider(cfg: Config, record: SessionRecord) -> Config:
     try:
         check_model_access(cfg, "resuming")
     except FatalError as exc:
-        if (provider or {}).get("id") == "ao-scripted":
+        from supervisor.sessions.demo import DEMO_PROVIDER  # demo imports spawn: not at module level
+
+        if (provider or {}).get("id") == DEMO_PROVIDER:
             raise FatalError(f"{exc}. Session {record['session']} ran on `ao demo`'s scripted model, which stops "
                              "when the demo ends; its thread cannot go on without it (`ao demo` starts new ones)") \
                 from None
