@@ -35,6 +35,19 @@ _PROJECT = {"keys": {
     "policy": "any",
 }}
 _PRICE = {"keys": {"input": "number", "cached_input": "number", "output": "number"}}
+# what the resident process (`ao watch`) can tell the user about, and how it reacts to a PR's news
+NOTIFY_EVENTS = ["finished", "failed", "stalled", "approval_needed", "budget_warning", "budget_exhausted",
+                 "pr_opened", "pr_merged", "ci_failed", "changes_requested", "conflict"]
+REACTIONS = ["send", "notify", "ignore"]
+_NOTIFY_TARGET = {"keys": {
+    "type": ["desktop", "command", "webhook"],
+    "name": "str",                        # shown in logs; defaults to the type
+    "events": {"items": NOTIFY_EVENTS},   # empty or absent: every event
+    "command": "str",                     # type command: run with the event as JSON on stdin
+    "url": "str",                         # type webhook: POST JSON here
+    "format": ["json", "slack"],          # webhook body: ao's JSON, or Slack's {"text": ...}
+    "max_per_minute": "int",              # rate limit per target; events over it wait, none is dropped
+}}
 SCHEMA: dict[str, Any] = {"keys": {
     "codex": {"keys": {
         "binary": "str",
@@ -65,6 +78,26 @@ SCHEMA: dict[str, Any] = {"keys": {
     "projects": {"values": _PROJECT},
     "pricing": {"values": _PRICE},
     "policy": "any",
+    "ray": {"keys": {
+        "address": "str",                  # auto (RAY_ADDRESS or a running local cluster) or host:port
+        "node_root": "str",                # where workspaces and codex homes live on each node
+        "resources": {"values": "number"},  # Ray resources each agent asks for, e.g. {CPU: 1, big_box: 1}
+    }},
+    "notify": {"items": _NOTIFY_TARGET},
+    "reactions": {"keys": {
+        "poll_s": "number",
+        "ci_failed": REACTIONS,
+        "changes_requested": REACTIONS,
+        "conflict": REACTIONS,
+        "max_attempts": "int",
+        "message": "str",
+        "log_lines": "int",
+    }},
+    "dashboard": {"keys": {
+        "host": "str",
+        "port": "int",
+        "token_file": {"nullable": "str"},
+    }},
 }}
 
 DEFAULTS: dict[str, Any] = {
@@ -88,6 +121,12 @@ DEFAULTS: dict[str, Any] = {
     "projects": {},
     "pricing": {},
     "policy": None,
+    "ray": {"address": "auto", "node_root": "~/.local/share/ao/ray", "resources": {"CPU": 1}},
+    "notify": [],
+    "reactions": {"poll_s": 60, "ci_failed": "send", "changes_requested": "send", "conflict": "send",
+                  "max_attempts": 3, "log_lines": 80,
+                  "message": "{summary}\n\n{details}\n\nFix this on your branch and push again."},
+    "dashboard": {"host": "127.0.0.1", "port": 8787, "token_file": None},
 }
 
 
@@ -177,6 +216,8 @@ def _describe(node: Any) -> str:
             return _describe(node["nullable"]) + " or null"
         if "keys" in node:
             return "a mapping with keys " + ", ".join(node["keys"])
+        if "items" in node:
+            return "a list"
         return "a mapping"
     return {"str": "a string", "int": "an integer", "number": "a number",
             "bool": "true or false", "any": "any value"}[node]
@@ -201,6 +242,12 @@ def _check(value: Any, node: Any, where: str, file: str, line: int | None) -> No
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif node == "bool":
         ok = isinstance(value, bool)
+    elif isinstance(node, dict) and "items" in node:
+        if not isinstance(value, list):
+            ok = False
+        else:
+            for i, item in enumerate(value):
+                _check(item, node["items"], f"{where}[{i}]", file, line)
     elif isinstance(node, dict):
         if not isinstance(value, dict):
             ok = False
@@ -369,6 +416,12 @@ def review(raw: Any, base: dict[str, Any], file: str) -> list[Refusal]:
             refuse(raw, "budget_usd", "budget_usd", f"{value!r} raises the budget of {base['budget_usd']!r}")
     if raw.get("pricing"):
         refuse(raw, "pricing", "pricing", "changes the prices budgets are counted in")
+    for key, why in (("notify", "runs commands or posts the fleet's events to a server"),
+                     ("reactions", "changes what is sent to agents from their pull requests"),
+                     ("dashboard", "changes where the dashboard listens"),
+                     ("ray", "sends agents, their code and their credentials to another cluster")):
+        if key in raw and raw[key] != base.get(key):
+            refuse(raw, key, key, why)
     if "policy" in raw and not (raw["policy"] is None and base.get("policy") is None):
         _review_policy(raw, "policy", "policy", refuse, base)
     projects = raw.get("projects")

@@ -10,7 +10,7 @@ from supervisor import registry
 
 PACKAGE = Path(__file__).resolve().parents[1] / "supervisor"
 # Lowest first. A module may import its own room and any room before it, never one after it.
-ROOMS = ["core", "model", "observe", "launch", "govern", "sessions", "report", "entry"]
+ROOMS = ["core", "model", "observe", "launch", "govern", "sessions", "report", "dashboard", "entry"]
 
 
 def module_name(path: Path) -> str:

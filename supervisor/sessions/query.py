@@ -223,6 +223,7 @@ def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal,
     # the reason in words for a failed, blocked or stalled run; a live working run has none to show
     row["error"] = record.get("error")
     row["jailed"] = bool((record.get("launch") or {}).get("jail"))
+    row["node"] = record.get("node")  # the Ray node a remote runtime placed the agent on; null when local
     return row
 
 
