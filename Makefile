@@ -7,7 +7,7 @@ AO := $(VENV)/bin/ao
 TEST_HOME := $(CURDIR)/.cache/test-home
 PYTEST_ARGS ?=
 
-.PHONY: demo test install codex clean bench reliability lint system-deps
+.PHONY: demo test install codex clean bench reliability lint system-deps browser-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ system-deps:
 	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
+# Debian's chromium, for the dashboard's browser tests (Playwright drives it; no browser download is needed).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing from Debian: chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 codex: install system-deps
 	mkdir -p $(TEST_HOME)
 	AO_HOME=$(TEST_HOME) $(AO) doctor --provision > $(TEST_HOME).doctor.log 2>&1 || (cat $(TEST_HOME).doctor.log; exit 1)
@@ -32,7 +37,7 @@ demo: install system-deps
 	$(AO) doctor --provision > /dev/null || $(AO) doctor
 	$(AO) demo
 
-test: codex lint
+test: codex lint browser-deps
 	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 # ruff (pyflakes, style, imports, bugbear) and mypy, both configured in pyproject.toml.
