@@ -18,7 +18,7 @@ from typing import Any
 
 from supervisor import paths
 from supervisor.errors import FatalError
-from supervisor.registry import RUNTIMES
+from supervisor.registry import RUNTIME_SETTINGS, RUNTIMES
 
 CONFIG_NAME = "agent-orchestrator.yaml"
 APPROVALS = ["skip", "auto-edit", "suggest"]
@@ -78,11 +78,6 @@ SCHEMA: dict[str, Any] = {"keys": {
     "projects": {"values": _PROJECT},
     "pricing": {"values": _PRICE},
     "policy": "any",
-    "ray": {"keys": {
-        "address": "str",                  # auto (RAY_ADDRESS or a running local cluster) or host:port
-        "node_root": "str",                # where workspaces and codex homes live on each node
-        "resources": {"values": "number"},  # Ray resources each agent asks for, e.g. {CPU: 1, big_box: 1}
-    }},
     "notify": {"items": _NOTIFY_TARGET},
     "reactions": {"keys": {
         "poll_s": "number",
@@ -121,13 +116,15 @@ DEFAULTS: dict[str, Any] = {
     "projects": {},
     "pricing": {},
     "policy": None,
-    "ray": {"address": "auto", "node_root": "~/.local/share/ao/ray", "resources": {"CPU": 1}},
     "notify": [],
     "reactions": {"poll_s": 60, "ci_failed": "send", "changes_requested": "send", "conflict": "send",
                   "max_attempts": 3, "log_lines": 80,
                   "message": "{summary}\n\n{details}\n\nFix this on your branch and push again."},
     "dashboard": {"host": "127.0.0.1", "port": 8787, "token_file": None},
 }
+for _name, (_schema, _defaults, _) in RUNTIME_SETTINGS.items():  # a runtime's own section, e.g. `ray:`
+    SCHEMA["keys"][_name] = _schema
+    DEFAULTS[_name] = _defaults
 
 
 @dataclass
@@ -419,7 +416,7 @@ def review(raw: Any, base: dict[str, Any], file: str) -> list[Refusal]:
     for key, why in (("notify", "runs commands or posts the fleet's events to a server"),
                      ("reactions", "changes what is sent to agents from their pull requests"),
                      ("dashboard", "changes where the dashboard listens"),
-                     ("ray", "sends agents, their code and their credentials to another cluster")):
+                     *((name, why) for name, (_, _, why) in RUNTIME_SETTINGS.items())):
         if key in raw and raw[key] != base.get(key):
             refuse(raw, key, key, why)
     if "policy" in raw and not (raw["policy"] is None and base.get("policy") is None):

@@ -32,11 +32,11 @@ from supervisor.locking import file_lock
 from supervisor.redact import redact
 
 KINDS = ("tool_call", "wrapper_event", "guard_decision", "approval", "budget_stop", "budget_exhausted",
-         "budget_warning", "operator", "lifecycle")
+         "budget_warning", "operator", "lifecycle", "reaction")
 # Decisions only the guard side (or the operator's own ao command) makes; a spool line claiming one of
 # these kinds is a forgery.
 GUARD_KINDS = frozenset(("guard_decision", "approval", "budget_stop", "budget_exhausted", "budget_warning",
-                         "operator"))
+                         "operator", "reaction"))
 LEDGER = "ledger.jsonl"
 SPOOL = "ledger.spool.jsonl"
 KEY_NAME = "ledger_ed25519"

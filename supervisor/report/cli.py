@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "revoke": ("supervisor.report.cmd_operator", "revoke_cmd"),
     "budget": ("supervisor.report.cmd_operator", "budget_cmd"),
     "approvals": ("supervisor.report.cmd_operator", "approvals_cmd"),
+    "notify": ("supervisor.report.cmd_notify", "notify_cmd"),
+    "reactions": ("supervisor.report.cmd_notify", "reactions_cmd"),
 }
 
 

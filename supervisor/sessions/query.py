@@ -232,9 +232,11 @@ def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[
     `attention`: why a human is needed now (approval, input, stalled, failed, budget) or null."""
     from supervisor.govern import guard
     from supervisor.observe import activity
+    from supervisor.sessions import reaction_state
 
     usage_by_session = sessions_usage(records, table)
     home = str(paths.ao_home())
+    gave_up = reaction_state.gave_up_sessions()  # PR reactions that ran out of attempts need a human
     now = time.time()
     rows = []
     for record in records:
@@ -255,13 +257,14 @@ def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[
                                                 guard_blocked=budget_blocked) or row["activity"]
         interactive = runtimes.of(record).interactive if store.is_live(record) else False
         row["attention"] = attention_of(row["status"], row["activity"], row["approval_id"], budget_blocked,
-                                        store.is_live(record), interactive)
+                                        store.is_live(record), interactive,
+                                        record["session"] in gave_up and row["status"] == "pr_open")
         rows.append(row)
     return rows
 
 
 def attention_of(status: str, activity: str | None, approval_id: str | None, budget_blocked: bool,
-                 live: bool, interactive: bool) -> str | None:
+                 live: bool, interactive: bool, reactions_gave_up: bool = False) -> str | None:
     """Pure: what a human must do for this session, most urgent first, or None."""
     from supervisor.records import Attention, Status
 
@@ -271,7 +274,7 @@ def attention_of(status: str, activity: str | None, approval_id: str | None, bud
         return Attention.BUDGET.value
     if status == Status.STALLED:
         return Attention.STALLED.value
-    if status == Status.FAILED:
+    if status == Status.FAILED or reactions_gave_up:  # CI or review kept failing after max_attempts sends
         return Attention.FAILED.value
     if live and interactive and activity in ("idle", "waiting_input"):
         return Attention.INPUT.value  # the TUI's turn ended: the agent waits for its user
@@ -279,7 +282,7 @@ def attention_of(status: str, activity: str | None, approval_id: str | None, bud
 
 
 LEDGER_KINDS = ("wrapper_event", "guard_decision", "approval", "budget_stop", "budget_exhausted", "budget_warning",
-                "operator")
+                "operator", "reaction")
 
 
 def ledger_receipts(session: str) -> list[dict[str, Any]]:
