@@ -7,7 +7,7 @@ AO := $(VENV)/bin/ao
 TEST_HOME := $(CURDIR)/.cache/test-home
 PYTEST_ARGS ?=
 
-.PHONY: demo test install codex clean bench reliability lint system-deps browser-deps
+.PHONY: demo test install codex clean bench reliability lint system-deps browser-deps vendor demo-dashboard
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ bench: codex
 RELIABILITY_ARGS ?=
 reliability: codex
 	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -p no:cacheprovider -q -s --tb=short reliability $(RELIABILITY_ARGS)
+
+# The dashboard's front-end libraries from npm at pinned versions into supervisor/dashboard/static/vendor (committed).
+vendor: install
+	$(PY) -m supervisor.dashboard.vendor --build-dir build/vendor
+
+# The demo fleet under a temporary AO_HOME, then screenshots of the board and a session page (shown in the README).
+demo-dashboard: codex browser-deps
+	$(PY) -m supervisor.dashboard.screenshots --out tests/screenshots --codex-cache $(TEST_HOME)/cache/codex
 
 clean:
 	rm -rf $(VENV) .cache build dist *.egg-info

@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "approvals": ("supervisor.report.cmd_operator", "approvals_cmd"),
     "notify": ("supervisor.report.cmd_notify", "notify_cmd"),
     "reactions": ("supervisor.report.cmd_notify", "reactions_cmd"),
+    "dashboard": ("supervisor.dashboard.cmd", "dashboard"),
 }
 
 
