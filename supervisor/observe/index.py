@@ -8,6 +8,7 @@ Deleting the database loses nothing: the next run reads the rollouts again.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -23,10 +24,11 @@ from supervisor.errors import FatalError
 from supervisor.observe import codex_format as cf
 from supervisor.observe import rollout, usage
 
-SCHEMA_VERSION = 3  # 2: files.first_total, for forks recognised by a copied prefix; 3: ids as blobs
+SCHEMA_VERSION = 4  # 2: files.first_total, for forks recognised by a copied prefix; 3: ids as blobs;
+#                      4: files_first_total indexes only files that have one
 CACHE_KIB = 8 << 10  # SQLite page cache (8 MiB): the index without per-id rows is small; RSS target is 150 MB
 MAX_FILE_WARNINGS = 20
-BATCH = 20_000
+TYPED_READ = 8 << 20  # bytes to read from one file above which its lines are decoded typed
 SCHEMA = f"""
 CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL, line_no INTEGER NOT NULL,
@@ -38,7 +40,7 @@ CREATE TABLE sums (path TEXT NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL
 CREATE TABLE ids (path TEXT NOT NULL, ids BLOB NOT NULL);
 CREATE INDEX ids_path ON ids(path);
 CREATE INDEX files_thread ON files(thread_id);
-CREATE INDEX files_first_total ON files(first_total);
+CREATE INDEX files_first_total ON files(first_total) WHERE first_total IS NOT NULL;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -113,15 +115,22 @@ class _Parents:
     """What a fork's fold asks of other rollouts: the parent's token_count history before the fork point,
     and which older file a copied prefix came from. Parent histories are read once per refresh."""
 
-    def __init__(self, con: sqlite3.Connection, candidates: Iterable[str]) -> None:
+    def __init__(self, con: sqlite3.Connection, candidates: Iterable[str], acc: _Pending | None = None) -> None:
         self.con = con
         self.by_thread = {t: p for p in candidates if (t := cf.thread_of_name(p))}
         self.cache: dict[tuple[str, int | None], usage.History | None] = {}
+        self.acc = acc
+
+    def _files(self) -> sqlite3.Connection:
+        # the files read before this one are in the table, as when each row was written at once
+        if self.acc is not None:
+            self.acc.flush_files(self.con)
+        return self.con
 
     def _path(self, thread_id: str) -> str | None:
         path = self.by_thread.get(thread_id)
         if path is None:
-            row = self.con.execute("SELECT path FROM files WHERE thread_id = ?", (thread_id,)).fetchone()
+            row = self._files().execute("SELECT path FROM files WHERE thread_id = ?", (thread_id,)).fetchone()
             path = row[0] if row else None
         return path
 
@@ -133,7 +142,7 @@ class _Parents:
         # the one whose usage came first (codex stamps in UTC, so the text sorts as the time): a sibling
         # or a twin with the same first total must not hide the parent
         best: tuple[str, usage.History] | None = None
-        for (path,) in self.con.execute("SELECT path FROM files WHERE first_total = ? AND path != ? ORDER BY path",
+        for (path,) in self._files().execute("SELECT path FROM files WHERE first_total = ? AND path != ? ORDER BY path",
                                         (_total_key(total), where)):
             found = self._read(path, None)
             if found and (best is None or found[0][1] < best[1][0][1]):
@@ -192,28 +201,12 @@ def _scan(lines: list[bytes], out: usage.History) -> None:
             out.append((counted.total, str(line.get(cf.TIMESTAMP) or "")))
 
 
-_STAMP = b'"timestamp":"'
-
-
 def _created(path: str) -> str:
-    """The first line's timestamp (codex writes UTC, so these sort as text), "" when there is none.
-
-    A cold run reads files in creation order, so a fork's parent is indexed before the fork whatever
-    their names (local-time names can sort a later file first).
-    """
+    """The first line's timestamp (see scan.created_of), "" when there is none or the file is compressed."""
     if path.endswith(cf.COMPRESSED_SUFFIX):
         return ""
-    try:
-        with cf.open_regular(path) as fh:
-            head = fh.read(4096)
-    except OSError:
-        return ""
-    first = head.split(b"\n", 1)[0]
-    at = first.find(_STAMP)
-    if at < 0:
-        return ""
-    stamp = first[at + len(_STAMP):first.find(b'"', at + len(_STAMP))]
-    return stamp.decode("ascii", "replace") if stamp.endswith(b"Z") else ""
+    from supervisor.observe import scan
+    return scan.created_of(scan.head_of(path))
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -252,15 +245,21 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
         # oldest first (rollout names start with their time), so a response repeated in a fork or
         # resume is always credited to the file that had it first, the same on every run
         todo = [p for p in wanted if p in present and _changed(known.get(p), stats[p])]  # type: ignore[arg-type]
-        todo = _in_order(todo)
         if todo or gone:
             con.execute("BEGIN IMMEDIATE")
+            # a read makes hundreds of thousands of acyclic objects (ids, sums, results): the cyclic
+            # collector's passes over them were a tenth of a cold run, and can find nothing to free
+            collecting = gc.isenabled()
+            gc.disable()
             try:
                 _update(con, todo, gone, stats, wanted, out)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            finally:
+                if collecting:
+                    gc.enable()
         _collect(con, [p for p in wanted if p in present], out)
     except sqlite3.DatabaseError as exc:
         raise FatalError(f"the usage index {index_path()} is unusable ({exc}); delete it and run again") from None
@@ -269,12 +268,14 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = ()) -> Refres
     return out
 
 
-def _in_order(todo: list[str]) -> list[str]:
+def _in_order(todo: list[str], created: dict[str, str] | None = None) -> list[str]:
     """Creation order, then name: a response repeated in a fork or resume is credited to the file that
-    had it first, and a fork's parent is indexed before the fork, the same on every run."""
+    had it first, and a fork's parent is indexed before the fork, the same on every run. `created`
+    gives the stamps a scan already read."""
     if len(todo) < 2:
         return todo
-    keyed = [(_created(p), os.path.basename(p), p) for p in todo]
+    known = created or {}
+    keyed = [(known[p] if p in known else _created(p), os.path.basename(p), p) for p in todo]
     # files whose first line has no time keep their name order, after the timed ones
     return [p for _, _, p in sorted(keyed, key=lambda k: (k[0] == "", k[0], k[1]))]
 
@@ -325,16 +326,51 @@ def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: di
         con.execute("DELETE FROM sums")
         con.execute("DELETE FROM ids")
         rows = {}
-        todo = _in_order([p for p in wanted if stats.get(p) is not None])
+        todo = [p for p in wanted if stats.get(p) is not None]
         gone = []
     for p in gone:
         _forget(con, p)
         con.execute("DELETE FROM files WHERE path = ?", (p,))
+    from supervisor.observe import scan
+    # Files the index has never read are folded on their own, in worker processes on a big job, while
+    # this process writes them in name order. Creation order is what decides (see _in_order): when it
+    # differs, those writes are undone and done again in creation order, so dedup and forks stay exact.
+    guess = sorted(todo, key=os.path.basename)
+    fresh = [(p, st.st_size) for p in guess if p not in rows and (st := stats[p]) is not None
+             and not p.endswith(cf.COMPRESSED_SUFFIX) and st.st_size <= scan.MAX_WORKER_FILE]
+    scan_warnings: list[str] = []
+    reads: dict[str, Any] = {}
+    con.execute("SAVEPOINT written")
+    mark = (len(out.warnings), out.read_files, out.read_bytes, out.resets)
+    _write_all(con, guess, rows, stats, wanted, out, reads, scan.read_all(fresh, scan_warnings))
+    order = _in_order(todo, {p: r.created for p, r in reads.items()})
+    if order != guess:
+        con.execute("ROLLBACK TO written")
+        del out.warnings[mark[0]:]
+        out.read_files, out.read_bytes, out.resets = mark[1:]
+        _write_all(con, order, rows, stats, wanted, out, reads, iter(()))
+    con.execute("RELEASE written")
+    out.warnings.extend(scan_warnings)
+
+
+def _write_all(con: sqlite3.Connection, order: list[str], rows: dict[str, tuple[Any, ...]],
+               stats: dict[str, os.stat_result | None], wanted: list[str], out: Refresh, reads: dict[str, Any],
+               stream: Iterator[tuple[str, Any]]) -> None:
+    """Write every file of `order` in that order: a scan's result (from `reads`, or the next of `stream`,
+    which yields the fresh files in this same order) when dedup allows, else _read_file."""
     seen = _Seen(con, cold=not rows)
-    parents = _Parents(con, wanted)
     acc = _Pending()
-    for p in todo:
-        _read_file(con, p, rows.get(p), stats[p], seen, parents, out, acc)  # type: ignore[arg-type]
+    parents = _Parents(con, wanted, acc)
+    upcoming = next(stream, None)
+    for p in order:
+        read = reads.get(p)
+        if read is None and upcoming is not None and upcoming[0] == p:
+            read = reads[p] = upcoming[1]
+            upcoming = next(stream, None)
+        if read is None or read.deferred or not _apply(read, seen, out, acc):
+            _read_file(con, p, rows.get(p), stats[p], seen, parents, out, acc)  # type: ignore[arg-type]
+        if acc.id_count > 20_000:  # write as the workers read: the last flush is all that waits at the end
+            acc.flush(con)
     acc.flush(con)
 
 
@@ -342,8 +378,12 @@ def _renames(con: sqlite3.Connection, todo: list[str], gone: list[str], rows: di
              stats: dict[str, os.stat_result | None]) -> dict[str, str]:
     """New path -> old path, for files that moved unchanged (same inode, size and mtime)."""
     vanished = {(rows[g][2], rows[g][3], rows[g][0], rows[g][1]): g for g in gone if g in rows}
+    if not vanished:
+        return {}
+    # in creation order, so of two links to one moved file the older-named one takes its rows
     moved = {}
-    for p in todo:
+    for p in _in_order([p for p in todo if (st := stats[p]) is not None
+                        and (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) in vanished]):
         st = stats[p]
         old = vanished.get((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)) if st else None
         if p not in rows and old is not None:
@@ -362,22 +402,39 @@ def _will_reset(path: str, row: tuple[Any, ...], st: os.stat_result) -> bool:
         return False
 
 
+_FILE_ROW = ("INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
+             " duplicates, pending, warnings, first_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+             " ON CONFLICT(path) DO UPDATE SET"
+             " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, dev=excluded.dev,"
+             " offset=excluded.offset, line_no=excluded.line_no, head=excluded.head, fold=excluded.fold,"
+             " thread_id=excluded.thread_id, cwd=excluded.cwd, duplicates=files.duplicates + excluded.duplicates,"
+             " pending=excluded.pending, warnings=excluded.warnings, first_total=excluded.first_total")
+
+
 class _Pending:
-    """Sums and response ids of many files, written in a few large statements."""
+    """Files rows, sums and response ids of many files, written in a few large statements."""
 
     def __init__(self) -> None:
+        self.files: list[tuple[Any, ...]] = []   # in read order: rowid order is the report's file order
         self.sums: dict[tuple[str, str, str], list[int]] = {}
         self.ids: dict[str, list[str]] = {}   # path -> ids credited to it by this read
         self.id_count = 0
 
+    def flush_files(self, con: sqlite3.Connection) -> None:
+        if self.files:
+            con.executemany(_FILE_ROW, self.files)
+            self.files = []
+
     def flush(self, con: sqlite3.Connection) -> None:
+        self.flush_files(con)
         con.executemany(
             "INSERT INTO sums VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(path, model, bucket) DO UPDATE SET"
             " input=input+excluded.input, cached_input=cached_input+excluded.cached_input,"
             " output=output+excluded.output, reasoning=reasoning+excluded.reasoning,"
             " responses=responses+excluded.responses",
             [(*key, *s) for key, s in self.sums.items()])
-        con.executemany("INSERT INTO ids VALUES (?, ?)", [(p, orjson.dumps(i)) for p, i in self.ids.items() if i])
+        # one blob at a time: orjson gives each at least 4 KiB, which a list of thousands would hold at once
+        con.executemany("INSERT INTO ids VALUES (?, ?)", ((p, orjson.dumps(i)) for p, i in self.ids.items() if i))
         self.sums, self.ids, self.id_count = {}, {}, 0
 
 
@@ -410,31 +467,39 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
         fold_state, warnings, start = {}, [], 0
         con.execute("UPDATE files SET duplicates = 0 WHERE path = ?", (path,))
     fold = usage.FileFold({**fold_state, "where": path}, parent_totals=parents)
+    from supervisor.observe import scan
     duplicates = 0
-    batch: list[usage.ResponseUsage] = []
-    token_count = cf.TOKEN_COUNT_MARKER
+    ids = acc.ids.setdefault(path, [])
 
-    def spans(chunk: bytes, last_nl: int) -> list[tuple[int, int]]:
-        return cf.usage_spans(chunk, last_nl, fold.has_records)
+    def add(rid: str | None, model: str, bucket: str, i: int, c: int, o: int, r: int) -> None:
+        # usage.dedupe against every id counted so far, then the pending sums
+        nonlocal duplicates, ids
+        if rid is not None:
+            known = seen.load()
+            if rid in known:
+                duplicates += 1
+                return
+            known.add(rid)
+            ids.append(rid)
+            acc.id_count += 1
+        key = (path, model, bucket)
+        s = acc.sums.get(key)
+        if s is None:
+            s = acc.sums[key] = [0, 0, 0, 0, 0]
+        s[0] += i
+        s[1] += c
+        s[2] += o
+        s[3] += r
+        s[4] += 1
+        if acc.id_count > 20_000:  # pending ids and their JSON cost RSS: write them in modest batches
+            acc.flush(con)
+            ids = acc.ids.setdefault(path, [])
 
     try:
-        for raw in tail.fast_lines(spans):
-            if fold.has_records and token_count in raw:
-                continue
-            try:
-                line = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                tail.warnings.append(f"{path}:{tail.line_number()}: skipped a corrupt line ({exc.msg})")
-                continue
-            item = fold.feed(line)
-            if item is not None:
-                batch.append(item)
-                if len(batch) >= BATCH:
-                    duplicates += _store(con, path, batch, seen, acc)
-                    batch = []
+        # msgspec's typed decoding pays for its import (~15 ms) only on a big read, not on a few new lines
+        scan.feed_new_lines(tail, fold, add, path, typed=st.st_size - tail.offset > TYPED_READ)
     except OSError as exc:
         tail.warnings.append(f"{path}: read failed at byte {tail.offset}: {exc.strerror}")
-    duplicates += _store(con, path, batch, seen, acc)
     if tail.torn:
         # replaced between the stat and the open: nothing was read; size -1 forces a re-read next time
         st = SimpleNamespace(st_size=-1, st_mtime_ns=st.st_mtime_ns,  # type: ignore[assignment]
@@ -446,42 +511,44 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     out.read_bytes += tail.offset - start
     warnings = (warnings + tail.warnings + fold.warnings)[:MAX_FILE_WARNINGS]
     thread_id = fold.thread_id or cf.thread_of_name(path)
-    con.execute(
-        "INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
-        " duplicates, pending, warnings, first_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        " ON CONFLICT(path) DO UPDATE SET"
-        " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, dev=excluded.dev,"
-        " offset=excluded.offset, line_no=excluded.line_no, head=excluded.head, fold=excluded.fold,"
-        " thread_id=excluded.thread_id, cwd=excluded.cwd, duplicates=files.duplicates + excluded.duplicates,"
-        " pending=excluded.pending, warnings=excluded.warnings, first_total=excluded.first_total",
+    acc.files.append(
         (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, tail.offset, tail.line_no, tail.head,
-         orjson.dumps(fold.state()), thread_id, fold.cwd, duplicates, tail.pending,
+         _compact(orjson.dumps(fold.state())), thread_id, fold.cwd, duplicates, tail.pending,
          orjson.dumps(warnings).decode() if warnings else None, _total_key(fold.first_total)))
 
 
-def _store(con: sqlite3.Connection, path: str, batch: list[usage.ResponseUsage], seen: _Seen,
-           acc: _Pending) -> int:
-    """Add a batch's new responses to the pending sums; returns how many were duplicates."""
-    if not batch:
-        return 0
-    fresh = usage.dedupe(batch, seen.load() if any(u.response_id is not None for u in batch) else seen.ids)
-    ids = acc.ids.setdefault(path, [])
-    for u in fresh:
-        key = (path, u.model, u.bucket)
-        s = acc.sums.get(key)
+def _compact(blob: bytes) -> bytes:
+    """A copy of its exact size: orjson allocates at least 4 KiB per result, and rows wait for their flush."""
+    return bytes(memoryview(blob))
+
+
+def _apply(read: Any, seen: _Seen, out: Refresh, acc: _Pending) -> bool:
+    """Write a file a scan folded on its own (a scan.FileRead), if none of its responses was counted
+    before it; False leaves the file to _read_file, which credits each repeated response exactly."""
+    if read.failed:
+        out.warnings.append(read.failed)
+        return True
+    if read.ids:
+        known = seen.load()
+        if not known.isdisjoint(read.ids):
+            return False
+        known.update(read.ids)
+        acc.ids.setdefault(read.path, []).extend(read.ids)
+        acc.id_count += len(read.ids)
+    path = read.path
+    for model, bucket, *new in read.sums:
+        s = acc.sums.get((path, model, bucket))
         if s is None:
-            s = acc.sums[key] = [0, 0, 0, 0, 0]
-        s[0] += u.input
-        s[1] += u.cached_input
-        s[2] += u.output
-        s[3] += u.reasoning
-        s[4] += 1
-        if u.response_id is not None:
-            ids.append(u.response_id)
-            acc.id_count += 1
-    if acc.id_count > 20_000:  # pending ids and their JSON cost RSS: write them in modest batches
-        acc.flush(con)
-    return len(batch) - len(fresh)
+            acc.sums[(path, model, bucket)] = new
+        else:
+            for n in range(5):
+                s[n] += new[n]
+    out.read_files += 1
+    out.read_bytes += read.offset
+    acc.files.append((path, *read.stat, read.offset, read.line_no, read.head, read.fold, read.thread_id, read.cwd,
+                      read.duplicates, read.pending, orjson.dumps(read.warnings).decode() if read.warnings else None,
+                      read.first_total))
+    return True
 
 
 def _collect(con: sqlite3.Connection, present: list[str], out: Refresh) -> None:
