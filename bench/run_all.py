@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import benchlib  # noqa: E402
 
-IDS = ("P1", "P2", "P3", "P4", "P5", "P6")
+IDS = ("P1", "P2", "P2b", "P3", "P4", "P5", "P6")
 
 
 @dataclass
@@ -76,6 +76,8 @@ def bench_cost(args: Any, notes: list[str]) -> list[Row]:
               f"ccusage peak RSS {mb(r['ccusage_rss']) if r['ccusage_rss'] else 'n/a'}"]
     if r["note"]:
         notes.append(f"P1 {r['note']}")
+    notes.append(f"P1 cold runs ({r['repeat']} of each, grep and ao alternated):\n\n"
+                 + "\n".join(cost_bench.scaling_table(r)))
     return [
         Row("P1", f"`ao cost --all --json` cold ({corpus})", f"{r['cold_s']:.2f} s",
             f"ccusage {cc_s:.2f} s" if cc_s is not None else "ccusage n/a",
@@ -84,6 +86,9 @@ def bench_cost(args: Any, notes: list[str]) -> list[Row]:
         Row("P1", "same, against grep", f"{r['cold_s']:.2f} s", f"grep -rc > file {r['grep_s']:.2f} s",
             f"{r['cold_s'] / r['grep_s']:.1f}x grep", "<=2.5x grep", r["cold_s"] <= 2.5 * r["grep_s"]),
         Row("P1", "peak RSS (cold and warm runs)", mb(peak), "-", "-", "<=150 MB", peak <= 150 * 2**20),
+        Row("P1", "cold scales linearly (s/GB at 1/4, 1/2, all of the corpus)",
+            ", ".join(f"{cost_bench.per_gb(x, 'cold_min'):.2f}" for x in r["scaling"]), "-", "-",
+            "s/GB <= 1.25x the smallest corpus's", cost_bench.linear(r)),
         Row("P1", "total tokens equal the corpus's known totals", f"{r['ours']['input'] + r['ours']['output']:,}",
             f"known {r['known']['input'] + r['known']['output']:,}; ccusage "
             + (f"{r['ccusage_tokens']['input'] + r['ccusage_tokens']['output']:,}" if cc_total is not None else "n/a"),
@@ -158,12 +163,38 @@ def bench_fleet(args: Any, notes: list[str]) -> list[Row]:
     ]
 
 
+def bench_warm(args: Any, notes: list[str]) -> list[Row]:
+    import warm_bench
+    results = warm_bench.measure(args.warm_files, args.warm_runs, log=log)
+    rows = []
+    for r in results:
+        n = r["files"]
+        limit = warm_bench.P2_LIMITS_MS.get(n, 150.0)
+        rows.append(Row("P2", f"warm `ao cost --all --json`, {n:,} rollouts, no watcher, median of {r['runs']}",
+                        f"{r['warm_ms']:.0f} ms", f"python -S {r['python_S_ms']:.0f} ms; python {r['python_ms']:.0f} ms",
+                        f"{r['warm_ms'] / r['python_ms']:.1f}x python", f"<={limit:g} ms",
+                        r["warm_ms"] <= limit and r["same"]))
+        rows.append(Row("P2b", f"same with `ao watch` running ({r['served']} served)", f"{r['hot_ms']:.0f} ms",
+                        f"python {r['python_ms']:.0f} ms", f"{r['hot_ms'] / r['python_ms']:.2f}x python",
+                        f"<={warm_bench.P2B_LIMIT_MS:g} ms", r["hot_ms"] <= warm_bench.P2B_LIMIT_MS and r["same"]))
+        notes.append(f"P2/P2b {n:,} files: cold {r['cold_s']:.2f} s; warm min {r['warm_min_ms']:.0f} ms; "
+                     f"watched min {r['hot_min_ms']:.0f} ms; answers equal the cold one: {r['same']}")
+    if len(results) >= 2:
+        a, b = results[0], results[-1]
+        growth = (b["warm_ms"] - b["python_ms"]) / max(1e-9, a["warm_ms"] - a["python_ms"])
+        notes.append(f"P2 scaling: {a['files']:,} -> {b['files']:,} files ({b['files'] / a['files']:.0f}x) costs "
+                     f"{growth:.1f}x the time above interpreter start (linear or better when <= "
+                     f"{b['files'] / a['files']:.0f}x); with ao watch {a['hot_ms']:.0f} -> {b['hot_ms']:.0f} ms")
+    return rows
+
+
 # Quiet, short benchmarks first; the 50-agent fleet, which loads both cores, last.
 STEPS: list[tuple[tuple[str, ...], str, Callable[[Any, list[str]], list[Row]]]] = [
     (("P3",), "P3 wrapper overhead", bench_wrapper),
     (("P5",), "P5 guard decision", bench_guard),
     (("P4",), "P4 ao status", bench_status),
     (("P1", "P2"), "P1/P2 ao cost", bench_cost),
+    (("P2", "P2b"), "P2/P2b warm ao cost at 10k and 50k files", bench_warm),
     (("P6",), "P6 fleet", bench_fleet),
 ]
 
@@ -199,6 +230,8 @@ def main() -> int:
     args.runs = 100 if args.quick else 200
     args.rollouts = 1000 if args.quick else 10000
     args.status_runs = 5 if args.quick else 10
+    args.warm_files = [1000, 5000] if args.quick else [10000, 50000]
+    args.warm_runs = 5 if args.quick else 9
     args.agents = 10 if args.quick else 50
     args.spawn_workers = 2  # `ao spawn` is CPU-bound; two at a time keeps both cores busy
     only = {i.strip().upper() for i in args.only.split(",")} if args.only else set(IDS)

@@ -3,8 +3,9 @@
 Nothing has been made yet at that point, so exiting at once is safe; once the CLI is loaded, ^C
 raises KeyboardInterrupt again and every command unwinds (a spawn takes back what it made).
 
-`ao status` with arguments the fast path fully understands runs without click (P4: it is run on
-every glance at the fleet); everything else, and every error click must word, goes through click.
+`ao status` and `ao cost` with arguments the fast path fully understands run without click (P4, P2:
+they are run on every glance at the fleet), asking `ao watch` first when one runs; everything else,
+and every error click must word, goes through click.
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def main() -> None:
         from supervisor.report.status_view import fast_status
 
         code = fast_status(sys.argv[2:])  # sets ^C and SIGTERM to unwind once it handles them
+        if code is not None:
+            raise SystemExit(code)
+    elif sys.argv[1:2] == ["cost"]:
+        from supervisor.report.cost_view import fast_cost
+
+        code = fast_cost(sys.argv[2:])
         if code is not None:
             raise SystemExit(code)
     from supervisor.report.cli import main as cli_main  # the imports are most of ao's start-up

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notify": ("supervisor.report.cmd_notify", "notify_cmd"),
     "reactions": ("supervisor.report.cmd_notify", "reactions_cmd"),
     "dashboard": ("supervisor.dashboard.cmd", "dashboard"),
+    "watch": ("supervisor.report.cmd_watch", "watch"),
 }
 
 

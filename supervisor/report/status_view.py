@@ -44,7 +44,8 @@ def status_filter(active: bool, project: str | None, since: str | None, attentio
                               since=fleet.cutoff(since, time.time()) if since else None)
 
 
-def status_rows(session: str | None, wanted: Any, table: Mapping[str, Any]) -> list[dict[str, Any]]:
+def status_rows(session: str | None, wanted: Any, table: Mapping[str, Any],
+                usage_of: Any = None) -> list[dict[str, Any]]:
     """Reconciled, filtered status rows for one session (by id, thread id or name) or all of them."""
     from supervisor import store
     from supervisor.errors import FatalError
@@ -58,7 +59,7 @@ def status_rows(session: str | None, wanted: Any, table: Mapping[str, Any]) -> l
     else:
         records = store.status_sessions()
     records = fleet.select_records(reconcile.reconcile_all(records), wanted)
-    return fleet.select_rows(query.status_rows(records, table), wanted)
+    return fleet.select_rows(query.status_rows(records, table, usage_of or query.cached_sessions_usage), wanted)
 
 
 def status_text(rows: list[dict[str, Any]], as_json: bool, filtered: bool, width: int | None = None,
@@ -147,6 +148,15 @@ def fast_status(argv: list[str]) -> int | None:
     args = parse(argv)
     if args is None:
         return None
+    width, _ = terminal_size()
+    if not _cwd_relative(args.project):
+        from supervisor.report import watch_client
+
+        code = watch_client.ask("status", {"session": args.session, "as_json": args.as_json, "active": args.active,
+                                           "attention": args.attention, "project": args.project,
+                                           "since": args.since, "width": width})
+        if code is not None:
+            return code
     import signal
 
     from supervisor.errors import error_handler
@@ -156,9 +166,21 @@ def fast_status(argv: list[str]) -> int | None:
         signal.signal(signal.SIGTERM, _terminated)
         table = pricing_table(None)
         wanted = status_filter(args.active, args.project, args.since, args.attention)
-        filtered = bool(args.active or args.project or args.since or args.attention)
-        width, _ = terminal_size()
-        text = status_text(status_rows(args.session, wanted, table), args.as_json, filtered, width)
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(answer(args.session, wanted, table, args.as_json,
+                                bool(args.active or args.project or args.since or args.attention), width))
         sys.stdout.flush()
     return 0
+
+
+def answer(session: str | None, wanted: Any, table: Mapping[str, Any], as_json: bool, filtered: bool,
+           width: int | None, usage_of: Any = None) -> str:
+    """What `ao status` prints: here, and in `ao watch` for a client that asked it."""
+    return status_text(status_rows(session, wanted, table, usage_of), as_json, filtered, width) + "\n"
+
+
+def _cwd_relative(project: str | None) -> bool:
+    """Whether `--project` names a path relative to the working directory (`fleet.matches_project`
+    resolves it there), which only this process can resolve."""
+    if not project:
+        return False
+    return not os.path.isabs(os.path.expanduser(project)) and (project.startswith(".") or "/" in project)

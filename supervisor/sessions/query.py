@@ -144,6 +144,35 @@ def sessions_usage(records: list[SessionRecord], table: Mapping[str, Any]) -> di
     return out
 
 
+def cached_sessions_usage(records: list[SessionRecord], table: Mapping[str, Any]) -> dict[str, SessionUsage]:
+    """`sessions_usage`, stored by `observe.answer_cache` while none of its inputs changed: the sessions'
+    rollouts, ao.db, the usage index's identity, the prices and the records' own token columns. The
+    same inputs as the per-session `ao cost` answer; `ao status` skips the index when they hold (P4)."""
+    from supervisor.observe import answer_cache
+
+    rollouts = {r["session"]: rollout_of(r) for r in records}
+    db = str(paths.db_path())
+    # what a record without a rollout contributes, and which sessions are asked (the filters pick them)
+    facts = [json.dumps([[r["session"], rollouts[r["session"]], r.get("model"), r.get("started_at"),
+                          r.get("repo"), r.get("project"), r.get("workspace"), _stored_tokens(r)] for r in records],
+                        default=str)]
+    try:
+        st = os.stat(paths.ao_home() / "index.db")  # index.index_path(), as cost_view._index_fact reads it
+        facts.append(f"index {st.st_dev},{st.st_ino}")
+    except OSError:
+        facts.append("index none")
+    files = sorted({os.path.abspath(p) for p in rollouts.values() if p}) + [db, db + "-wal"]
+    prices = sorted((str(k), repr(v)) for k, v in table.items())
+
+    def compute() -> str:
+        found = sessions_usage(records, table)
+        return json.dumps({k: [u.tokens, str(u.cost), u.models] for k, u in found.items()})
+
+    text = answer_cache.answer("status-usage", {"prices": prices},
+                               lambda _hint: answer_cache.Depends(files, facts), compute)
+    return {k: SessionUsage(v[0], Decimal(v[1]), v[2]) for k, v in json.loads(text).items()}
+
+
 STATUS_KEYS = ("session", "name", "project", "issue", "workspace", "runtime", "status", "activity", "branch",
                "pr_url", "pr_number", "thread_id", "model", "tokens", "cost_usd", "pid", "rollout_path",
                "started_at", "updated_at")
@@ -227,14 +256,17 @@ def status_row(record: SessionRecord, tokens: Mapping[str, int], cost: Decimal,
     return row
 
 
-def status_rows(records: list[SessionRecord], table: Mapping[str, Any]) -> list[dict[str, Any]]:
+def status_rows(records: list[SessionRecord], table: Mapping[str, Any],
+                usage_of: Any = None) -> list[dict[str, Any]]:
     """The `ao status --json` rows: exact tokens and cost from each session's rollout, live activity, and
     `attention`: why a human is needed now (approval, input, stalled, failed, budget) or null."""
     from supervisor.govern import guard
     from supervisor.observe import activity
     from supervisor.sessions import reaction_state
 
-    usage_by_session = sessions_usage(records, table)
+    # `usage_of` (records, table) -> sessions_usage's answer: `ao watch` passes one that reuses it while
+    # inotify saw no change to a rollout or to ao.db
+    usage_by_session = (usage_of or sessions_usage)(records, table)
     home = str(paths.ao_home())
     gave_up = reaction_state.gave_up_sessions()  # PR reactions that ran out of attempts need a human
     now = time.time()

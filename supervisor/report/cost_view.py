@@ -1,0 +1,346 @@
+"""`ao cost` without click: the text the command prints, and a fast path for the plain invocations (P2).
+
+A warm `ao cost` is a stored answer (`observe.answer_cache`) or the watcher's (`ao watch`); either is
+served in a few milliseconds, so importing click, the YAML parser and the command table would be most
+of the time. `fast_cost` handles the arguments it fully understands and returns None for anything
+else (help, a typo, a repeated option, an invalid value), which click then parses and words exactly as
+before. `render` is the one place the printed text is made, for click, this path and the watcher.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from supervisor.errors import FatalError
+
+# typing costs 3 ms to import, a tenth of a watched answer: annotations only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Mapping
+    from typing import Any
+
+# cmd_cost.GROUPS, repeated so this path does not import click (tests/test_watch.py checks they agree)
+GROUPS = ("session", "day", "month", "project", "model")
+_VALUED = ("--by", "--since", "--until", "--timezone")
+_FLAGS = ("--all", "--json")
+
+
+class CostArgs:
+    """`ao cost` arguments the fast path takes."""
+
+    __slots__ = ("by", "since", "until", "timezone", "all_rollouts", "as_json")
+
+    def __init__(self) -> None:
+        self.by = "session"
+        self.since: str | None = None
+        self.until: str | None = None
+        self.timezone: str | None = None
+        self.all_rollouts = self.as_json = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def parse(argv: list[str]) -> CostArgs | None:
+    """`ao cost` arguments (after `cost`), or None for anything only click should judge."""
+    args = CostArgs()
+    seen: set[str] = set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("--"):
+            return None
+        name, eq, value = arg.partition("=")
+        if name in seen:
+            return None
+        seen.add(name)
+        if name in _FLAGS and not eq:
+            setattr(args, "all_rollouts" if name == "--all" else "as_json", True)
+        elif name in _VALUED:
+            if not eq:
+                if i >= len(argv):
+                    return None
+                value = argv[i]
+                i += 1
+                if value.startswith("-"):
+                    return None
+            if name == "--by" and value not in GROUPS:
+                return None
+            setattr(args, name[2:], value)
+        else:
+            return None
+    return args
+
+
+def render(text: str, by: str, all_rollouts: bool, as_json: bool) -> tuple[str, str]:
+    """(stdout, stderr) of `ao cost` for the `--json` document `text`: what the command prints."""
+    if as_json:
+        return text + "\n", ""
+    import json
+
+    report = json.loads(text)
+    out: list[str] = []
+    if not report["rows"]:
+        out.append("no usage found" + ("" if all_rollouts else "; `ao cost --all` reads every codex rollout"))
+    else:
+        from supervisor.report import views
+
+        out.append(views.cost_table(report["rows"], report["totals"]))
+        if by == "day":
+            out += ["", bar_chart(report["rows"])]
+    err = [f"warning: no price known for model {model!r}; counted as $0. Add it under `pricing:`."
+           for model in report["unpriced_models"]]
+    err += [f"warning: {warning}" for warning in report["warnings"]]
+    return "".join(line + "\n" for line in out), "".join(line + "\n" for line in err)
+
+
+BAR_WIDTH = 40
+
+
+def bar_chart(rows: list[Any], width: int = BAR_WIDTH) -> str:
+    top = max((r["cost_usd"] for r in rows), default=0) or 1
+    lines = []
+    for r in rows:
+        filled = int(round(r["cost_usd"] / top * width))
+        lines.append(f"{r['key']:<10} {'█' * filled}{'·' * (width - filled)} ${r['cost_usd']:.4f}")
+    return "\n".join(lines)
+
+
+# --- computing the `--json` document (the answer cache decides whether it is stored or fresh) -----
+
+_LOCALTIME = "/etc/localtime"
+
+
+def _local_zone() -> list[Any]:
+    """What "local time" means right now: $TZ, and the zone file /etc/localtime leads to."""
+    try:
+        st = os.stat(_LOCALTIME)
+        zone: list[Any] = [os.path.realpath(_LOCALTIME), st.st_ino, st.st_size, st.st_mtime_ns]
+    except OSError:
+        zone = [None]
+    return [os.environ.get("TZ"), *zone]
+
+
+def _db_files() -> list[str]:
+    from supervisor import paths
+
+    db = str(paths.db_path())
+    return [db, db + "-wal"]
+
+
+def _index_fact() -> str:
+    # which usage index the answer came from: a rebuilt index (deleted, or a new schema) may credit a
+    # fork's tokens differently, so its identity (not its stat: every refresh writes it) is an input.
+    # The name is index.index_path()'s, repeated here so the cached path does not import the index.
+    from supervisor import paths
+
+    try:
+        st = os.stat(paths.ao_home() / "index.db")
+        return f"index {st.st_dev},{st.st_ino}"
+    except OSError:
+        return "index none"
+
+
+def _all_depends(hint: Any) -> Any:
+    """Inputs of `ao cost --all`: every rollout in every home `query.codex_homes` could pick.
+
+    The homes come from the sessions table (each launch's CODEX_HOME), the default home and the
+    sessions dir. The table is read only when ao.db changed since the hint was stored; the candidate
+    list is a superset of what codex_homes keeps (remote sessions too), so it can only over-invalidate.
+    """
+    from supervisor import paths
+    from supervisor.observe import answer_cache, codex_format
+
+    db_files = _db_files()
+    db_stat = answer_cache.stat_facts(db_files)
+    if isinstance(hint, dict) and isinstance(hint.get("launch_homes"), list) \
+            and answer_cache.settled(hint.get("db"), db_files):
+        launch_homes = [h for h in hint["launch_homes"] if isinstance(h, str)]
+    else:
+        from supervisor import store
+
+        launch_homes = []
+        for r in store.all_sessions():
+            home = ((r.get("launch") or {}).get("env") or {}).get("CODEX_HOME")
+            if isinstance(home, str) and os.path.isabs(home) and home not in launch_homes:
+                launch_homes.append(home)
+    candidates = [str(paths.codex_home()), *launch_homes]
+    try:
+        with os.scandir(paths.sessions_dir()) as it:
+            candidates += sorted(os.path.join(e.path, "codex-home") for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        pass
+    homes: dict[str, str] = {}
+    facts = [_index_fact()]
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        is_dir = os.path.isdir(real)
+        facts.append(f"home {candidate}\0{real}\0{is_dir}")
+        if is_dir and real not in homes:
+            homes[real] = candidate
+    stats: dict[str, Any] = {}
+    files = answer_cache.rollouts_under(homes.values(), codex_format.is_rollout_name, stats)
+    return answer_cache.Depends([*files, *db_files], facts, {"db": db_stat, "launch_homes": launch_homes}, stats)
+
+
+def _rollout_is_settled(record: Mapping[str, Any], rollout: str | None) -> bool:
+    """Whether `query.rollout_of` gives the same answer while the record is unchanged: the stored
+    rollout path while it exists (its disappearance shows in the stats), or none with no thread to
+    search for. A rollout found by searching the home can change without the record changing."""
+    from supervisor import registry
+
+    if record.get("runtime") in registry.REMOTE_ROLLOUTS:
+        return False
+    stored = record.get("rollout_path")
+    if rollout is not None:
+        return rollout == stored
+    return not stored and not record.get("thread_id")
+
+
+def _sessions_depends(hint: Any) -> Any:
+    """Inputs of the per-session `ao cost`: the sessions table and each session's rollout."""
+    from supervisor.observe import answer_cache
+
+    db_files = _db_files()
+    db_stat = answer_cache.stat_facts(db_files)  # before the table is read: a later write shows
+    if isinstance(hint, dict) and hint.get("settled") is True and isinstance(hint.get("rollouts"), list) \
+            and answer_cache.settled(hint.get("db"), db_files):
+        rollouts = [p for p in hint["rollouts"] if isinstance(p, str)]
+        settled = True
+    else:
+        from supervisor import store
+        from supervisor.sessions import query
+
+        records = store.all_sessions()
+        found = [(r, query.rollout_of(r)) for r in records]
+        rollouts = sorted({os.path.abspath(p) for _, p in found if p})
+        settled = all(_rollout_is_settled(r, p) for r, p in found)
+    return answer_cache.Depends([*rollouts, *db_files], [_index_fact()],
+                                {"db": db_stat, "rollouts": rollouts, "settled": settled})
+
+
+def _compute(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str | None, until: str | None,
+             overrides: Any) -> str:
+    from supervisor import store
+    from supervisor.observe import pricing
+    from supervisor.report.cost_report import build_report
+    from supervisor.sessions import query
+
+    table = pricing.load_table(overrides)
+    if all_rollouts:
+        entries, warnings = query.all_entries()
+    else:
+        entries, warnings = query.session_entries(store.all_sessions())
+    import orjson
+
+    # report.common.json_text's bytes, without importing click through that module
+    return orjson.dumps(build_report(entries, by, tz, since, until, table, warnings),
+                        option=orjson.OPT_INDENT_2).decode()
+
+
+def cached_report(all_rollouts: bool, by: str, tz: dt.tzinfo | None, tz_name: str | None, since: str | None,
+                  until: str | None, overrides: Any) -> str:
+    """The `ao cost --json` text: stored if no rollout, session, home, price or zone changed, else fresh."""
+    from supervisor.observe import answer_cache
+
+    args = {"by": by, "since": since, "until": until, "timezone": tz_name,
+            "local_zone": None if tz_name else _local_zone(), "pricing": overrides,
+            "codex_home": os.environ.get("CODEX_HOME")}
+    return answer_cache.answer("cost-all" if all_rollouts else "cost-sessions", args,
+                               _all_depends if all_rollouts else _sessions_depends,
+                               lambda: _compute(all_rollouts, by, tz, since, until, overrides))
+
+
+def parse_timezone(name: str | None) -> dt.tzinfo | None:
+    """None means the machine's local time (with its DST rules); Z/UTC, ±HH:MM and IANA names work."""
+    if not name:
+        return None
+    import datetime as dt
+
+    if name.upper() in ("Z", "UTC"):
+        return dt.timezone.utc
+    if name[0] in "+-":
+        try:
+            hours, _, minutes = name[1:].partition(":")
+            delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
+        except ValueError:
+            raise FatalError(f"--timezone {name!r}: write an offset as +HH:MM") from None
+        return dt.timezone(-delta if name[0] == "-" else delta)
+    try:
+        from zoneinfo import ZoneInfo
+        return ZoneInfo(name)
+    except Exception:
+        raise FatalError(f"unknown --timezone {name!r}; use Z, an offset like +02:00, "
+                         "or a name like Europe/Paris") from None
+
+
+def parse_date(value: str | None, option: str) -> str | None:
+    if value is None:
+        return None
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise FatalError(f"{option} {value!r}: expected a date as YYYY-MM-DD") from None
+
+
+def pricing_overrides(explicit: str | None = None) -> Any:
+    """The config's `pricing:` (what `config.load(explicit).data.get("pricing")` gives); the YAML parser
+    loads only when a config file is in play. No file: the defaults, which override no price."""
+    from supervisor.report import watch_client
+
+    located = watch_client.located_config(explicit)
+    if located is not None and located[0] is None:
+        return {}  # config.DEFAULTS["pricing"] (tests/test_watch.py checks)
+    from supervisor import config as config_mod
+
+    return config_mod.load(explicit).data.get("pricing")
+
+
+def answer(args: CostArgs, overrides: Any) -> tuple[str, str]:
+    """(stdout, stderr) of `ao cost ARGS` computed here: the stored answer when nothing changed."""
+    from supervisor.errors import FatalError
+    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    if since and until and since > until:
+        raise FatalError(f"--since {since} is after --until {until}")
+    tz = parse_timezone(args.timezone)
+    text = cached_report(args.all_rollouts, args.by, tz, args.timezone, since, until, overrides)
+    return render(text, args.by, args.all_rollouts, args.as_json)
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # as report.cli does: SIGTERM unwinds like ^C
+
+
+def fast_cost(argv: list[str]) -> int | None:
+    """Run `ao cost ARGV` without click and return the exit code, or None to let click handle ARGV."""
+    args = parse(argv)
+    if args is None:
+        return None
+    from supervisor.report import watch_client
+
+    code = watch_client.ask("cost", args.as_dict())
+    if code is not None:
+        return code
+    import signal
+
+    from supervisor.errors import error_handler
+
+    with error_handler():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminated)
+        try:
+            out, err = answer(args, pricing_overrides())
+        except FatalError:
+            return None  # click words the error (the same line; one place keeps it so)
+        if "\x1b" in out or "\x1b" in err:
+            return None  # click.echo strips escapes on a pipe; only click prints those the same
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        if err:
+            sys.stderr.write(err)
+            sys.stderr.flush()
+    return 0
