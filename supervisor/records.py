@@ -16,6 +16,7 @@ class Status(str, Enum):
     FAILED = "failed"
     KILLED = "killed"
     BLOCKED = "blocked"
+    LOST = "lost"  # the Ray node (or its agent) died mid-run; `ao resume` continues the thread elsewhere
     PR_OPEN = "pr_open"
     MERGED = "merged"
     CLOSED = "closed"
@@ -25,11 +26,11 @@ class Status(str, Enum):
 
 
 # A run that ended with one of these did not do what was asked.
-FAILED_STATUSES = frozenset({Status.FAILED, Status.KILLED, Status.BLOCKED})
+FAILED_STATUSES = frozenset({Status.FAILED, Status.KILLED, Status.BLOCKED, Status.LOST})
 # Set by the wrappers' PR events; a run that ends well keeps them instead of `done`.
 PR_STATUSES = frozenset({Status.PR_OPEN, Status.MERGED, Status.CLOSED})
 # Wrapper events never overwrite these: the runner (or `ao kill`) decided them.
-RUNNER_OWNED = frozenset({Status.FAILED, Status.KILLED, Status.QUEUED, Status.SPAWNING})
+RUNNER_OWNED = frozenset({Status.FAILED, Status.KILLED, Status.QUEUED, Status.SPAWNING, Status.LOST})
 
 
 class Attention(str, Enum):
@@ -40,6 +41,7 @@ class Attention(str, Enum):
     STALLED = "stalled"
     FAILED = "failed"
     BUDGET = "budget"  # the budget stopped the agent
+    LOST = "lost"  # its Ray node died: `ao resume` continues the thread on another node
 
     def __str__(self) -> str:
         return self.value
@@ -70,6 +72,8 @@ class LaunchRecord(TypedDict, total=False):
     unjailed: bool
     plan_first: bool  # `ao spawn --plan-first`: kept so a resume enforces the plan too
     plan: str  # the compiled policy's plan mode (enforce|off); enforce serves ao's plan MCP server to codex
+    ray: dict[str, Any]  # the Ray runtime's placement: address, node_root, resources
+    node: str  # the Ray node id the agent runs on, while the store has no column for it
     warnings: list[str]  # said once by `ao spawn`, kept for `ao status SESSION --json` readers
 
 
@@ -105,3 +109,4 @@ class SessionRecord(TypedDict):
     updated_at: float
     ended_at: float | None
     kept_status: str | None  # the outcome `ao kill` keeps for a session whose work had finished
+    node: str | None  # the Ray node a remote runtime placed the agent on; None for local runtimes

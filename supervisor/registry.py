@@ -10,6 +10,7 @@ from __future__ import annotations
 RUNTIMES: dict[str, str] = {
     "headless": "supervisor.launch.runtimes.headless",
     "tmux": "supervisor.launch.runtimes.tmux",
+    "ray": "supervisor.launch.runtimes.ray",
 }
 # Runtimes whose rollouts are not files under the session's CODEX_HOME on this machine (a remote one
 # lists itself here). Readers ask such a runtime where its rollout is; for the rest they look locally

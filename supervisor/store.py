@@ -13,7 +13,7 @@ from supervisor import paths, sqlite_file
 from supervisor.errors import FatalError
 from supervisor.records import SessionRecord, Status
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COLUMNS = {
     "session": "TEXT PRIMARY KEY",
     "name": "TEXT",
@@ -46,9 +46,10 @@ COLUMNS = {
     # the status `ao kill` keeps because the work had finished (done, pr_open, merged); NULL otherwise.
     # It belongs to one run: a write that (re)starts a run (ended_at = NULL) clears it.
     "kept_status": "TEXT",
+    "node": "TEXT",  # the Ray node a remote runtime placed the agent on; NULL for local runtimes
 }
 # Columns added after version 1, by the version that added them: an older ao.db gains them on open.
-ADDED_COLUMNS = {2: ["kept_status"]}
+ADDED_COLUMNS = {2: ["kept_status"], 3: ["node"]}
 
 
 def schema() -> str:

@@ -53,7 +53,7 @@ def monkeypatch_env_home(monkeypatch, tmp_path) -> Path:
 
 @pytest.mark.parametrize("text, expected", [
     ("agent:\n  model: x\n  colour: blue\n", "agent-orchestrator.yaml:3: unknown key agent.colour; allowed keys: model"),
-    ("runtime: docker\n", "agent-orchestrator.yaml:1: runtime must be one of headless, tmux, got 'docker'"),
+    ("runtime: docker\n", "agent-orchestrator.yaml:1: runtime must be one of headless, tmux, ray, got 'docker'"),
     ("agent:\n  approval: yolo\n", "agent.approval must be one of skip, auto-edit, suggest"),
     ("max_concurrent: many\n", "max_concurrent must be an integer"),
     ("flavour: 1\n", "agent-orchestrator.yaml:1: unknown key flavour; allowed keys: codex, agent"),

@@ -21,7 +21,7 @@ from supervisor.records import SessionRecord
 # only noticed by reconciling
 FULL_REFRESH_S = 5.0
 APPROVAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-TERMINAL_STATUSES = ("done", "failed", "killed", "blocked", "merged", "closed")
+TERMINAL_STATUSES = ("done", "failed", "killed", "blocked", "merged", "closed", "lost")
 
 
 def pricing_table(cfg: Config) -> Any:

@@ -43,24 +43,31 @@ def runtime_options(verb: str) -> click.Command:
               help="Deny every tool call until the agent registers a plan, and every call outside it.")
 @click.option("--no-check", "no_check", is_flag=True,
               help="Spawn without first checking that the provider answers (or that codex is logged in).")
+@click.option("--resources", "resources_json", metavar="JSON",
+              help='Ray resources for this agent on top of the config\'s ray.resources, e.g. \'{"big_box": 1}\'.')
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("prompt")
 @click.pass_context
 def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: str | None, issue: str | None,
           runtime: str | None, approval: str | None, model: str | None, overrides: tuple[str, ...], name: str | None,
-          policy_file: str | None, unjailed: bool, plan_first: bool, no_check: bool, as_json: bool,
-          prompt: str) -> None:
+          policy_file: str | None, unjailed: bool, plan_first: bool, no_check: bool, resources_json: str | None,
+          as_json: bool, prompt: str) -> None:
     """Start a codex agent on PROMPT in its own workspace."""
-    from supervisor.sessions.spawn import SpawnRequest
+    from supervisor.sessions.spawn import SpawnRequest, parse_resources
     from supervisor.sessions.spawn import spawn as do_spawn
 
     if repo and workspace:
         raise FatalError("pass either --repo or --workspace, not both")
+    resources = parse_resources(resources_json)
     cfg = config_of(ctx)
+    runtime = _remote_wins(runtime or cfg.data["runtime"])
+    if resources and not runtimes.get(runtime).remote:
+        raise FatalError(f"--resources places an agent on a Ray cluster; the {runtime} runtime runs it here "
+                         "(add --runtime ray)")
     req = SpawnRequest(prompt=prompt, repo=repo, workspace=workspace, project=project, issue=issue,
-                       runtime=runtime or cfg.data["runtime"], approval=approval, model=model,
+                       runtime=runtime, approval=approval, model=model,
                        overrides=list(overrides), name=name, policy_file=policy_file, unjailed=unjailed,
-                       check=not no_check, plan_first=plan_first)
+                       check=not no_check, plan_first=plan_first, resources=resources)
     record = do_spawn(cfg, req)
     for warning in record["launch"].get("warnings") or []:
         click.echo(f"warning: {warning}", err=True)
@@ -69,6 +76,18 @@ def spawn(ctx: click.Context, repo: str | None, workspace: str | None, project: 
                     "thread_id": record["thread_id"], "status": record["status"], "branch": record["branch"]})
     else:
         click.echo(f"{record['session']} {record['status']} in {record['workspace']}")
+
+
+def _remote_wins(runtime: str) -> str:
+    """`--runtime ray --headless`: a remote runtime is headless already, so the flag does not undo the choice."""
+    import sys
+
+    args = sys.argv[1:]  # click keeps only the last of two options that share the name `runtime`
+    named = [a.split("=", 1)[1] if a.startswith("--runtime=") else a[2:] for a in args
+             if a.startswith("--runtime=") or (a.startswith("--") and a[2:] in runtimes.names())]
+    named += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--runtime"]
+    remote = [n for n in named if n in runtimes.names() and runtimes.get(n).remote]
+    return remote[-1] if remote and not runtimes.get(runtime).interactive else runtime
 
 
 @click.command()

@@ -39,7 +39,8 @@ BACKOFF_MAX_S = 300.0
 SEEN_KEEP = 20000  # the newest keys kept; older ones belong to long-gone occurrences
 # a session status and the event it means (a status not listed is no event)
 STATUS_EVENTS = {"done": "finished", "failed": "failed", "stalled": "stalled", "blocked": "budget_exhausted",
-                 "pr_open": "pr_opened", "merged": "pr_merged"}
+                 "pr_open": "pr_opened", "merged": "pr_merged",
+                 "lost": "failed"}  # a lost session (its Ray node died) needs `ao resume`
 LEDGER_EVENTS = ("budget_warning", "budget_exhausted")
 
 

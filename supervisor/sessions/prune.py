@@ -18,7 +18,7 @@ from supervisor.errors import FatalError
 from supervisor.records import SessionRecord, Status
 
 # Over, one way or another: nothing will run in their worktree again unless someone resumes them.
-FINISHED = frozenset({Status.DONE, Status.FAILED, Status.KILLED, Status.BLOCKED, Status.MERGED})
+FINISHED = frozenset({Status.DONE, Status.FAILED, Status.KILLED, Status.BLOCKED, Status.MERGED, Status.LOST})
 # ao's own session ids; anything else in the id column is not a name to build paths or refs from.
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -306,6 +306,8 @@ def attention_of(status: str, activity: str | None, approval_id: str | None, bud
         return Attention.BUDGET.value
     if status == Status.STALLED:
         return Attention.STALLED.value
+    if status == Status.LOST:
+        return Attention.LOST.value  # its Ray node died: `ao resume` continues it on another node
     if status == Status.FAILED or reactions_gave_up:  # CI or review kept failing after max_attempts sends
         return Attention.FAILED.value
     if live and interactive and activity in ("idle", "waiting_input"):

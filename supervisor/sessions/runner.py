@@ -55,9 +55,9 @@ UNGOVERNED = ("ungoverned: codex ran {what} but its hooks never reached ao's gua
 
 
 def finish(session: str, code: int | None, failed: bool, error: str | None, extra: dict[str, Any],
-           blocked: bool = False, blocked_reason: str | None = None) -> Status:
+           blocked: bool = False, blocked_reason: str | None = None, lost: bool = False) -> Status:
     """Record the end of a run; a session `ao kill` already marked stays killed, and one it stopped
-    after its work had finished keeps that outcome (`kept_status`)."""
+    after its work had finished keeps that outcome (`kept_status`). A run whose machine died is `lost`."""
     record = store.get(session)
     current = record["status"]
     kept = record.get("kept_status")
@@ -65,6 +65,8 @@ def finish(session: str, code: int | None, failed: bool, error: str | None, extr
         status = Status(kept)
     elif current == Status.KILLED:
         status = Status.KILLED
+    elif lost:
+        status = Status.LOST
     elif blocked:
         status = Status.BLOCKED
         extra = {**extra, "error": blocked_reason or "stopped at a turn boundary: the session's budget is spent"}
@@ -74,7 +76,7 @@ def finish(session: str, code: int | None, failed: bool, error: str | None, extr
         status = Status.FAILED
     fields: dict[str, Any] = {"status": status, "exit_code": code, "activity": "exited",
                               "ended_at": time.time(), "codex_pid": None, **extra}
-    if status == Status.FAILED:
+    if status in (Status.FAILED, Status.LOST):
         fields["error"] = error or f"codex exited {code}"
     store.update(session, **fields)
     try:
@@ -239,6 +241,8 @@ def supervise(session: str, runtime: Runtime, job: Job, budget_spent: Callable[[
     if exhausted and not killed:
         return finish(session, end.code, end.failed, end.error, end.fields, blocked=True,
                       blocked_reason=f"stopped at the budget ceiling: {exhausted[0]}")
+    if end.lost and not killed:
+        return finish(session, end.code, True, end.error, end.fields, lost=True)
     return finish(session, end.code, end.failed, end.error, end.fields,
                   blocked=blocked or (not killed and budget_spent(session)))
 
@@ -302,7 +306,10 @@ def run(session: str) -> int:
     if launch.get("plan") == "enforce":  # the agent registers its plan through ao's MCP server
         guard_pairs += hooks.plan_mcp_overrides()
     try:
-        argv = plan.render_argv(session, launch, runtime, [*guard_pairs, *hooks.safety_overrides()])
+        # a remote runtime renders codex's command line on its node, around that node's hook relay and jail;
+        # the one stored here shows its shape with this machine's paths
+        argv = plan.render_argv(session, {**launch, "jail": None} if runtime.remote else launch, runtime,
+                                [*guard_pairs, *hooks.safety_overrides()])
     except (OSError, FatalError) as exc:
         server.stop()
         return 0 if finish(session, None, True, f"cannot prepare the launch: {exc}", {}) == Status.DONE else 1

@@ -35,6 +35,7 @@ class SpawnRequest:
     unjailed: bool = False  # run without ao's jail: governance is then best effort
     plan_first: bool = False  # policy `plan: enforce` for this session: no tool call before a registered plan
     check: bool = True  # ask the provider (or codex's login) before any side effect; --no-check skips
+    resources: dict[str, float] | None = None  # Ray resources on top of the config's ray.resources
 
 
 def _pick_workspace(cfg: Config, req: SpawnRequest, session: str,
@@ -129,7 +130,7 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
                  cli_overrides: list[str], project: str | None, issue: str | None, prompt: str | None,
                  resume_thread: str | None = None, policy_file: str | None = None,
                  unjailed: bool = False, codex_home_of_thread: str | None = None,
-                 plan_first: bool = False) -> LaunchRecord:
+                 plan_first: bool = False, resources: dict[str, float] | None = None) -> LaunchRecord:
     """The launch plan the session's runner renders into a command line once its guard listens."""
     data = cfg.data
     runtime = runtimes.get(runtime_name)
@@ -146,18 +147,23 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
     wrappers.install()  # repairs edited or outdated wrappers before every launch
     text, file = _instructions(cfg, sdir)
     pol = govern(cfg, session, workspace, model, project, policy_file, plan_first)
+    if runtime.remote and pol.plan == "enforce":  # ao's plan MCP server runs next to codex; not on a node yet
+        raise FatalError(f"plan enforcement (`plan: enforce` or --plan-first) is not available on the "
+                         f"{runtime_name} runtime yet; run this agent with --headless, or without plan enforcement")
     overrides = command.build_overrides(data, model, cli_overrides, text, file)
     spec = command.LaunchSpec(workspace, model, approval, data["agent"]["sandbox"], overrides,
                               flags=[hooks.TRUST_FLAG], approval_values=approval_values)
-    jail_plan = None
-    if not unjailed:
+    jail_plan: dict[str, Any] | None = None
+    if runtime.remote and not unjailed:  # the node jails codex with its own paths (launch/ray_node.py)
+        jail_plan = {"on_node": True}
+    elif not unjailed:
         readonly = plan.existing_paths([r["glob"] for r in pol.forbidden_paths], Path(workspace))
         jail_plan = plan.jail_plan(session, Path(workspace), Path(codex), codex_home, readonly, file,
                                    path_var=env["PATH"])
     if runtime.interactive:  # the TUI would stop on "Trust this folder?"
         trust.pre_trust(codex_home, ws.trust_roots(Path(workspace)))
     prompt_file = write_prompt(session, prompt) if prompt and runtime.takes_prompt_on_stdin() else None
-    return {"argv": [], "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
+    launch: LaunchRecord = {"argv": [], "env": env, "unset": unset, "codex": codex, "overrides": list(cli_overrides),
             "spec": dataclasses.asdict(spec), "resume_thread": resume_thread,
             "prompt": None if prompt_file else prompt, "prompt_file": prompt_file,
             "jail": jail_plan, "unjailed": unjailed, "approval_timeout_s": pol.approval_timeout_s,
@@ -168,6 +174,34 @@ def build_launch(cfg: Config, session: str, workspace: str, runtime_name: str, m
             "provider": data.get("provider"),  # a resumed thread must go back to the provider it began on
             "approval": approval, "sandbox": spec.sandbox, "max_concurrent": int(data["max_concurrent"]),
             "slots": str(data.get("slots") or "active")}
+    if runtime.remote:
+        launch["ray"] = ray_placement(data, resources)
+    return launch
+
+
+def ray_placement(data: dict[str, Any], extra: dict[str, float] | None) -> dict[str, Any]:
+    """Where a Ray agent runs: the config's address and node root, its resources plus this agent's extra."""
+    ray_cfg = data.get("ray") or {}
+    resources = {**(ray_cfg.get("resources") or {}), **(extra or {})}
+    return {"address": str(ray_cfg.get("address") or "auto"),
+            "node_root": str(ray_cfg.get("node_root") or "~/.local/share/ao/ray"), "resources": resources}
+
+
+def parse_resources(text: str | None) -> dict[str, float] | None:
+    """`--resources '{"big_box": 1}'`: a JSON object of Ray resource names to amounts."""
+    import json
+
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise FatalError(f"--resources is not JSON ({exc}); write it like '{{\"big_box\": 1}}'") from None
+    if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            for k, v in found.items()):
+        raise FatalError("--resources must be a JSON object of resource names to amounts, like '{\"big_box\": 1}'")
+    return {k: float(v) for k, v in found.items()}
 
 
 def isolated_codex_home(session: str) -> Path:
@@ -194,6 +228,7 @@ def check_model_access(cfg: Config, doing: str = "spawning") -> None:
 def spawn(cfg: Config, req: SpawnRequest) -> SessionRecord:
     if not req.prompt.strip():
         raise FatalError("the prompt is empty; say what the agent should do")
+    runtimes.get(req.runtime).preflight()  # e.g. Ray not installed: say how, before anything is made
     codex = codex_bin.resolve(cfg.data["codex"]["binary"], cfg.data["codex"]["version"])
     codex_bin.approval_values(codex, req.approval or cfg.data["agent"]["approval"])  # fail before any side effect
     if req.check:
@@ -275,7 +310,7 @@ def _spawn(cfg: Config, req: SpawnRequest, session: str, made: _Made) -> None:
     agents_md.install(workspace, session, cfg.project(req.project).get("rules"))
     launch = build_launch(cfg, session, str(workspace), req.runtime, model, approval, req.overrides,
                           req.project, req.issue, req.prompt, policy_file=req.policy_file,
-                          unjailed=req.unjailed, plan_first=req.plan_first)
+                          unjailed=req.unjailed, plan_first=req.plan_first, resources=req.resources)
     from supervisor.sessions import reconcile
 
     reconcile.release_stale_spawns()
@@ -328,6 +363,7 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
         raise FatalError(f"the workspace {record['workspace']} of session {record['session']} no longer exists "
                          "(removed by `ao rm`?); start a new session with `ao spawn`")
     runtime = runtime or record["runtime"]
+    runtimes.get(runtime).preflight()
     if not runtimes.get(runtime).interactive and not prompt:
         raise FatalError(f"a {runtime} resume needs a PROMPT to send")
     old = record["launch"]
@@ -338,7 +374,8 @@ def resume(cfg: Config, target: str, prompt: str | None, runtime: str | None) ->
                           record.get("project"), record.get("issue"), prompt, record["thread_id"],
                           policy_file=old.get("policy_file"), unjailed=bool(old.get("unjailed")),
                           codex_home_of_thread=(old.get("env") or {}).get("CODEX_HOME"),
-                          plan_first=bool(old.get("plan_first")))
+                          plan_first=bool(old.get("plan_first")),
+                          resources=(old.get("ray") or {}).get("resources"))
     rules = cfg.project(record.get("project")).get("rules") if record.get("project") else None
     agents_md.install(Path(record["workspace"]), record["session"], rules)
     store.update(record["session"], status=Status.SPAWNING, runtime=runtime, launch=launch, activity=None,

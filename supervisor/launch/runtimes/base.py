@@ -41,7 +41,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Started:
-    pid: int  # codex's pid (headless) or the tmux pane's
+    pid: int | None  # codex's pid (headless) or the tmux pane's; None when it runs on another machine
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Exited:
     failed: bool = False  # the run reported a failure although the exit code may be 0
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    lost: bool = False  # the machine it ran on (a Ray node) or its agent died: the run may go on elsewhere
 
 
 Report = Union[Started, Changed, Trouble, Tick, Exited]  # noqa: UP007 - a runtime alias; `|` needs Python 3.10 at runtime
@@ -98,6 +99,9 @@ class Runtime(abc.ABC):
 
     name: ClassVar[str]
     interactive: ClassVar[bool]  # a TUI a person can attach to, rather than `codex exec --json`
+    # codex runs on another machine: the runtime provisions and jails it there, so spawn plans no local
+    # jail and the runner renders no local command line around it
+    remote: ClassVar[bool] = False
     description: ClassVar[str]
     # programs this runtime needs: name -> (version command, how to install), for `ao doctor`
     tools: ClassVar[dict[str, tuple[str, str]]] = {}
@@ -108,6 +112,11 @@ class Runtime(abc.ABC):
 
     def takes_prompt_on_stdin(self) -> bool:
         return False
+
+    def preflight(self) -> None:
+        """Raise FatalError before a spawn makes anything when this runtime cannot run here (say, how to
+        install what it needs); must stay cheap. Local runtimes need nothing beyond codex."""
+        return None
 
     @abc.abstractmethod
     def start(self, job: Job) -> Run:
