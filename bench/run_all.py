@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import benchlib  # noqa: E402
 
-IDS = ("P1", "P2", "P2b", "P3", "P4", "P5", "P6")
+IDS = ("P1", "P2", "P2b", "P3", "P4", "P5", "P6", "P6r")
 
 
 @dataclass
@@ -163,6 +163,32 @@ def bench_fleet(args: Any, notes: list[str]) -> list[Row]:
     ]
 
 
+def bench_fleet_ray(args: Any, notes: list[str]) -> list[Row]:
+    """P6 on Ray: the same fleet on a local Cluster (a head with no CPUs and two workers)."""
+    import fleet_bench
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        notes.append("P6r skipped: ray is not installed (pip install 'ao-supervisor[ray]')")
+        return [Row("P6r", "the fleet on Ray", "-", "-", "-", "-", None)]
+    with benchlib.scratch("ao-bench-fleet-ray-") as work:
+        r = fleet_bench.measure(work, args.agents, args.spawn_workers, log=log, on_ray=True)
+    notes.append(f"P6r (Ray) spawning took {r['spawn_s']:.1f} s, the rest {r['wall_s'] - r['spawn_s']:.1f} s; "
+                 f"statuses {r['statuses']}; each Ray runner is a Ray driver, so the local 25 MB target does not apply")
+    done = r["statuses"].get("done", 0)
+    return [
+        Row("P6r", f"{r['agents']} agents on Ray (2 worker nodes), real codex", f"{done}/{r['agents']} done",
+            f"wall {r['wall_s']:.1f} s", "-", "all finish", r["all_done"]),
+        Row("P6r", "head side: runners' RSS summed while all agents ran; one runner max (median)",
+            f"{mb(r['head_rss_sum_at_release'])}; {mb(r['rss_max'])} ({mb(r['rss_median'])})", "-", "-",
+            "(reported)", None, "info"),
+        Row("P6r", "tokens in `ao status --json` equal the model's ledger",
+            f"{r['ao_tokens']['input'] + r['ao_tokens']['output']:,}",
+            f"ledger {r['model_tokens']['input'] + r['model_tokens']['output']:,}", "-", "exact (all 4 counts)",
+            r["tokens_equal"]),
+    ]
+
+
 def bench_warm(args: Any, notes: list[str]) -> list[Row]:
     import warm_bench
     results = warm_bench.measure(args.warm_files, args.warm_runs, log=log)
@@ -196,6 +222,7 @@ STEPS: list[tuple[tuple[str, ...], str, Callable[[Any, list[str]], list[Row]]]] 
     (("P1", "P2"), "P1/P2 ao cost", bench_cost),
     (("P2", "P2b"), "P2/P2b warm ao cost at 10k and 50k files", bench_warm),
     (("P6",), "P6 fleet", bench_fleet),
+    (("P6r",), "P6 fleet on Ray", bench_fleet_ray),
 ]
 
 

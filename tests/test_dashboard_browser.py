@@ -168,12 +168,14 @@ def test_an_approval_clicked_in_the_page_lets_the_call_run(codex, scripted_model
     page = browser.new_page()
     page.goto(board.url)
     session = spawn(ao, sample_repo, "[ao-task:deploy] ship it", "gated")
-    card = page.wait_for_selector(".approval", timeout=45000)
+    page.wait_for_selector(".approval", timeout=45000)
+    # a locator, not an element handle: the live updates swap the approvals list in anew each time
+    card = page.locator(".approval").first
     assert "echo deployed > deployed.txt  # deploy" in card.inner_text()
     page.wait_for_selector(f"#row-{session}[data-attention=approval]", timeout=10000)
     workspace = Path(json.loads(ao("status", session, "--json").stdout)[0]["workspace"])
     assert not (workspace / "deployed.txt").exists()  # it waits for the human
-    card.query_selector("button.approve").click()
+    card.locator("button.approve").click()
     page.wait_for_selector(".flash.ok", timeout=10000)
     assert "approved" in page.inner_text("#flash")
     page.wait_for_selector(f"#row-{session}[data-status=done]", timeout=45000)
