@@ -300,3 +300,20 @@ def test_a_dead_node_makes_its_session_lost_and_resume_finishes_it_elsewhere(ray
         assert "resumed.txt" in Path(_rollout(session)).read_text()
     finally:
         _end([session])
+
+
+def test_an_agent_that_cannot_start_on_its_node_fails_with_its_reason_and_is_not_placed_again(
+        ray_cluster, ray_config, ao, sample_repo, tmp_path):
+    """The world: a node root codex cannot use (under /tmp) makes the node agent's constructor raise. That is
+    the agent's own error, not a lost node: one placement, `failed`, and the reason in words."""
+    from supervisor import paths
+
+    edited = ao("config", "set", "ray.node_root", "/tmp/ao-ray-nodes")  # the user's own edit stays trusted
+    assert edited.returncode == 0, edited.stderr
+    session = _spawn(ao, sample_repo, "work")
+    ao("wait", session, "--timeout", "60", timeout=90)
+    row = _row(ao, session)
+    assert row["status"] == "failed" and row["attention"] == "failed", row
+    assert "under /tmp" in row["error"] and "lost" not in row["error"], row
+    log = (paths.session_dir(session) / "runner.log").read_text()
+    assert "placing the agent again" not in log, log

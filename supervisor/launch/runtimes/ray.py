@@ -411,8 +411,12 @@ class RayRun(Run):
 
 
 def _is_loss(ray: Any, exc: BaseException) -> bool:
-    """A node or actor death, as opposed to an error raised by the agent's own code."""
+    """A node or actor death, as opposed to an error raised by the agent's own code. An agent whose
+    constructor raised (a node root codex cannot use, say) died of its own error: placing it again would
+    only repeat it, so that is a failure with the error's words, not a loss."""
     errors = ray.exceptions
+    if getattr(exc, "actor_init_failed", False) or getattr(exc, "_actor_init_failed", False):
+        return False
     lost_kinds = tuple(getattr(errors, name) for name in ("ActorDiedError", "ActorUnavailableError",
                                                            "NodeDiedError", "OwnerDiedError", "ObjectLostError",
                                                            "WorkerCrashedError") if hasattr(errors, name))
