@@ -50,9 +50,10 @@ POLL_S = 0.2
 # writes its token_usage_record a few ms after the function_call): the ceiling needs that response's
 # cost before the call may run, and before codex may send the call's output back to the model.
 USAGE_WAIT_S = 2.0
-# ...and this long once the session's rollout has shown it carries per-call usage: then the record is
-# sure to come, and a loaded machine (seen in a full test run beside a Ray cluster) can delay it past
-# 2 s; letting the call run then would let one more response past the ceiling.
+# ...and this long for a call codex's rollout lists (origin confirmed) once the rollout has shown it
+# carries per-call usage: then the record is sure to come, and a loaded machine (seen in a full test
+# run beside a Ray cluster) can delay it past 2 s; letting the call run then would let one more
+# response past the ceiling. A request the rollout does not list (a forgery) gets the short wait.
 USAGE_WAIT_KNOWN_S = 10.0
 DAILY_CHECK_S = 2.0            # the daily ceilings sum every session's saved spend: look this often
 WARN_AT = Decimal("0.8")       # a budget_warning receipt once spend reaches this share of the budget
@@ -467,7 +468,7 @@ class GuardServer:
         limits = self._limits((controls, control_error))
         if self._watching(limits):  # whatever else decided
             with self._lock:
-                wait = USAGE_WAIT_KNOWN_S if self._counted_calls else USAGE_WAIT_S
+                wait = USAGE_WAIT_KNOWN_S if origin is None and self._counted_calls else USAGE_WAIT_S
             self._await_usage(payload, min(end, time.monotonic() + wait), limits[0])
             budget_reason = self._check_budget(payload, limits)
             if budget_reason:
