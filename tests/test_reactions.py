@@ -154,6 +154,10 @@ def test_ci_log_and_review_reach_the_agent_then_attempts_stop_then_merge_ends_th
     row = json.loads(ao("status", session, "--json").stdout)
     row = row[0] if isinstance(row, list) else row
     assert row["status"] == "merged", row
+    # ao's word on the merge is the store and its signed receipt, never a line in the agent's events file
+    events_file = paths.session_dir(session) / "events.jsonl"
+    assert '"status": "pr_open"' in events_file.read_text() or '"status":"pr_open"' in events_file.read_text()
+    assert "ao-reactions" not in events_file.read_text()
     assert reaction_receipts(session)[-1]["event"] == "merged_seen"
     assert reactions.candidates() == []
     views = (fake / "calls").read_text().count("pr view")

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,22 +221,6 @@ def _receipt(record: SessionRecord, body: dict[str, Any]) -> None:
     ledger.append(paths.session_dir(record["session"]), "reaction", body)
 
 
-def _pr_event(record: SessionRecord, status: Status, url: str) -> None:
-    """Say the PR's end in the session's events too: the fold of the wrappers' events (run on every
-    `ao status`) then agrees with the store instead of turning a seen merge back into pr_open."""
-    line = json.dumps({"ts": int(time.time()), "session": record["session"], "cmd": "ao-reactions",
-                       "event": "pr", "status": status.value, "target": url}) + "\n"
-    sdir = paths.session_dir(record["session"])
-    try:
-        fd = os.open(sdir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        log.warning("reactions: cannot record the PR's %s in %s (%s)", status.value, sdir, exc)
-
-
 def poll_session(cfg: Config, record: SessionRecord, state: dict[str, Any]) -> None:
     """React to one session's PR once; updates `state[session]` in place."""
     session, url = record["session"], str(record.get("pr_url") or "")
@@ -257,7 +240,6 @@ def poll_session(cfg: Config, record: SessionRecord, state: dict[str, Any]) -> N
     pr_state = doc["state"].upper()
     if pr_state in ("MERGED", "CLOSED"):
         status = Status.MERGED if pr_state == "MERGED" else Status.CLOSED
-        _pr_event(record, status, url)
         store.update(session, status=status)
         mine["ended"] = pr_state.lower()
         _receipt(record, {"event": f"{pr_state.lower()}_seen", "pr_url": url})

@@ -28,6 +28,8 @@ def fold_events(record: SessionRecord) -> SessionRecord:
     fields = events.fold(found)
     if record["status"] in RUNNER_OWNED:
         fields.pop("status", None)
+    elif record["status"] in (Status.MERGED, Status.CLOSED) and fields.get("status") == Status.PR_OPEN:
+        fields.pop("status")  # a PR's end (seen on GitHub by the reactions service, or by a wrapper) stays
     changed = {k: v for k, v in fields.items() if record.get(k) != v}
     if changed:
         store.update(record["session"], **changed)
