@@ -167,12 +167,9 @@ def _file_hash(path: str) -> str:
         os.close(fd)
 
 
-def _load(path: Path, key: str) -> _Entry | None:
-    """The entry at `path` if it is whole and ours; None (a miss) for anything else."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
+def framed(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """A JSON header line, then a body of the header's `body_len` bytes (a cache entry, a watcher's
+    answer); None when the header is not a JSON object or the body is cut short."""
     head, sep, body = raw.partition(b"\n")
     if not sep:
         return None
@@ -182,10 +179,24 @@ def _load(path: Path, key: str) -> _Entry | None:
         header = json.loads(head)
     except ValueError:
         return None
-    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("key") != key:
+    if not isinstance(header, dict) or header.get("body_len") != len(body):
         return None
-    if header.get("body_len") != len(body) or header.get("body_sha256") != hashlib.sha256(body).hexdigest():
+    return header, body
+
+
+def _load(path: Path, key: str) -> _Entry | None:
+    """The entry at `path` if it is whole and ours; None (a miss) for anything else."""
+    try:
+        found = framed(path.read_bytes())
+    except OSError:
+        return None
+    if found is None:
         return None  # truncated or damaged
+    header, body = found
+    if header.get("format") != FORMAT or header.get("key") != key:
+        return None
+    if header.get("body_sha256") != hashlib.sha256(body).hexdigest():
+        return None  # damaged
     try:
         return _Entry(header, body.decode("utf-8"))
     except UnicodeDecodeError:

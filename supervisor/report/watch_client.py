@@ -139,17 +139,9 @@ def request(message: dict[str, Any], accept_timeout: float = ACCEPT_TIMEOUT_S, a
         return None
     finally:
         sock.close()
-    raw = b"".join(chunks)
-    head, sep, body = raw.partition(b"\n")
-    if not sep:
-        return None
-    try:
-        header = json.loads(head)
-    except ValueError:
-        return None
-    if not isinstance(header, dict) or header.get("body_len") != len(body):
-        return None  # cut short: the watcher died mid-answer
-    return header, body
+    from supervisor.observe.answer_cache import framed
+
+    return framed(b"".join(chunks))  # None when cut short: the watcher died mid-answer
 
 
 def ask(kind: str, args: dict[str, Any], explicit_config: str | None = None) -> int | None:
