@@ -44,33 +44,19 @@ class CostArgs:
 
 def parse(argv: list[str]) -> CostArgs | None:
     """`ao cost` arguments (after `cost`), or None for anything only click should judge."""
+    from supervisor.report.fast_args import split
+
+    found = split(argv, _FLAGS, _VALUED)
+    if found is None or found[1]:
+        return None
     args = CostArgs()
-    seen: set[str] = set()
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("--"):
-            return None
-        name, eq, value = arg.partition("=")
-        if name in seen:
-            return None
-        seen.add(name)
-        if name in _FLAGS and not eq:
+    for name, value in found[0].items():
+        if value is True:
             setattr(args, "all_rollouts" if name == "--all" else "as_json", True)
-        elif name in _VALUED:
-            if not eq:
-                if i >= len(argv):
-                    return None
-                value = argv[i]
-                i += 1
-                if value.startswith("-"):
-                    return None
-            if name == "--by" and value not in GROUPS:
-                return None
-            setattr(args, name[2:], value)
-        else:
+        elif name == "--by" and value not in GROUPS:
             return None
+        else:
+            setattr(args, name[2:], value)
     return args
 
 

@@ -106,34 +106,18 @@ class _Args:
 def parse(argv: list[str]) -> _Args | None:
     """`ao status` arguments (after `status`), or None for anything only click should judge: help,
     --watch, an unknown or repeated option, a missing value, `--`, a second SESSION."""
+    from supervisor.report.fast_args import split
+
+    found = split(argv, _FLAGS, _VALUED)
+    if found is None or len(found[1]) > 1 or "" in found[1]:
+        return None
     args = _Args()
-    seen: set[str] = set()
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg.startswith("-"):
-            name, eq, value = arg.partition("=")
-            if name in seen:
-                return None
-            seen.add(name)
-            if name in _FLAGS and not eq:
-                setattr(args, name[2:].replace("-", "_") if name != "--json" else "as_json", True)
-            elif name in _VALUED:
-                if not eq:
-                    if i >= len(argv):
-                        return None
-                    value = argv[i]
-                    i += 1
-                    if value.startswith("-"):  # `--project --json`: how click reads it is click's to say
-                        return None
-                setattr(args, name[2:], value)
-            else:
-                return None
-        elif args.session is None and arg:
-            args.session = arg
+    args.session = found[1][0] if found[1] else None
+    for name, value in found[0].items():
+        if value is True:
+            setattr(args, name[2:].replace("-", "_") if name != "--json" else "as_json", True)
         else:
-            return None
+            setattr(args, name[2:], value)
     return args
 
 
