@@ -203,7 +203,8 @@ class NodeAgent:
             bundle = self._bundle(job, work)
             if bundle:
                 yield ("bundle", *bundle)
-            yield ("exit", code, _stderr_tail(sdir / "codex.stderr.log"))
+            headless = importlib.import_module("supervisor.launch.runtimes.headless")
+            yield ("exit", code, headless.stderr_tail(sdir / "codex.stderr.log"))
         finally:
             relay.close()
             self._kill_all(job.session, job.started_at)
@@ -425,12 +426,3 @@ def _read_lines_from(path: Path, offset: int) -> bytes:
         return b""
     end = data.rfind(b"\n")
     return data[:end + 1] if end >= 0 else b""
-
-
-def _stderr_tail(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines()
-                 if line.strip() and not line.startswith(("Reading additional input", "WARNING: proceeding"))]
-    except OSError:
-        return ""
-    return lines[-1][:500] if lines else ""
