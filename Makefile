@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test install codex clean bench reliability lint system-deps browser-deps vendor demo-dashboard
 
-$(VENV)/.installed: pyproject.toml
+# Editable, and one static path entry (see pyproject.toml); the install also compiles the scan's C loop.
+$(VENV)/.installed: pyproject.toml supervisor/observe/_fastscan.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

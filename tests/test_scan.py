@@ -167,6 +167,104 @@ def test_a_random_mix_folds_as_the_generic_path_does(tmp_path: Path) -> None:
         assert fast_fold(path, typed=False) == generic_fold(path), n
 
 
+# --- the compiled loop (_fastscan.c) against the same walk without it ------------------------------------
+def test_the_compiled_loop_is_built() -> None:
+    # make install compiles it (gcc and Python's headers are on every machine this runs on); without it
+    # the scan is exact but slower, and the tests below would compare the Python walk with itself
+    assert scan._fast is not None, "supervisor/observe/_fastscan.c was not built: rerun `make install`"
+
+
+def compiled_variants() -> list[bytes]:
+    """Record lines at the edge of what the compiled parser accepts: it must fold them as msgspec and
+    orjson do, or leave them to the Python walk."""
+    rec = REAL_RECORD
+    swap = rec.replace
+    return [
+        swap(b'"ordinal":10', b'"ordinal": 10'), b" " + rec, rec + b" ", rec + b"\r", rec + b"x",
+        swap(b'"response_id":"resp_b743"', b'"response_id":"resp\\u005fb743"'),   # the same id, escaped
+        swap(b'"response_id":"resp_b743"', b'"response_id":"resp_\xc3\xa9"'),
+        swap(b'"input_tokens":4000,', b'"input_tokens":04000,', 1),
+        swap(b'"input_tokens":4000,', b'"input_tokens":999999999999999999,', 1),     # 18 digits
+        swap(b'"input_tokens":4000,', b'"input_tokens":9223372036854775807,', 1),    # 19: left to msgspec
+        swap(b'"input_tokens":4000,', b'"input_tokens":-0,', 1),
+        swap(b'"input_tokens":4000,', b'"input_tokens":-999999999999999999,', 1),
+        swap(b'"input_tokens":4000,', b'"input_tokens":1,"input_tokens":2,', 1),
+        swap(b'"input_tokens":4000,', b'"input_tokens":4000,"new_tokens":1,', 1),
+        swap(b'"turn_token_usage":{"input_tokens":4000}', b'"turn_token_usage":{"input_tokens":1,"x":2}'),
+        swap(b'"turn_token_usage":{"input_tokens":4000}', b'"turn_token_usage":[]'),
+        swap(b'"turn_token_usage":{"input_tokens":4000}', b'"turn_token_usage":{}'),
+        rec[:rec.index(b'"usage":')] + b'"usage":{}}}',
+        rec[:rec.index(b'"payload":')] + b'"payload":{}}',
+        rec[:rec.index(b'"payload":')] + b'"payload":null}',
+        swap(b'"thread_id":"002c771f', b'"thread_id":null,"x_id":"002c771f'),
+        swap(b'"thread_id":"002c771f', b'"thread_id":"\xc3\xa9'),
+        swap(b'"timestamp":"2026-12-03T18:42:41.709Z"', b'"timestamp":"2031-06-30T23:59:59.999Z"'),   # a new bucket
+        swap(b'"timestamp":"2026-12-03T18:42:41.709Z"', b'"timestamp":null'),
+        swap(b'"timestamp":"2026-12-03T18:42:41.709Z",', b''),
+        swap(b'"ordinal":10', b'"ordinal":null'), swap(b'"ordinal":10', b'"ordinal":-1'),
+        swap(b'"ordinal":10', b'"ordinal":true'),
+        swap(b'{"timestamp"', b'{"payload":null,"timestamp"'),
+        swap(b'"response_id":"resp_b743"', b'"response_id":null'),
+        swap(b'"response_id":"resp_b743"', b'"response_id":"resp_b743","response_id":"resp_b743"'),
+        b'{"type":"token_usage_record"}', b'{"type":"token_usage_record","payload":{"usage":{"input_tokens":5}}}',
+        b'{}{"type":"token_usage_record"}',
+    ]
+
+
+def whole_read(path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setattr(scan, "_fast", None)
+        return scan.read_fresh(str(path))
+
+
+@pytest.mark.parametrize("n", range(len(variants()) + len(compiled_variants())))
+def test_each_odd_line_folds_the_same_with_the_compiled_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            n: int) -> None:
+    odd = (variants() + compiled_variants())[n]
+    path = tmp_path / "rollout-2026-12-03T18-42-41-01a23d37-42ed-7252-a5c4-ef35766f6a32.jsonl"
+    # before the first record, between records (whose id repeats), after a model switch, and last
+    body = odd + b"\n" + REAL_RECORD + b"\n" + odd + b"\n" + REAL_RECORD + b"\n" + model_line() + odd + b"\n" \
+        + token_count((20, 0, 2, 0)) + record("resp_z", (5, 1, 1, 0)) + REAL_META + b"\n" + odd + b"\n"
+    path.write_bytes(body)
+    assert whole_read(path, True, monkeypatch) == whole_read(path, False, monkeypatch)
+    assert sorted(map(str, fast_fold(path)[0])) == sorted(map(str, generic_fold(path)[0]))  # the same responses
+
+
+def test_a_random_mix_folds_the_same_with_the_compiled_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(29)
+    pool = variants() + compiled_variants() + [
+        model_line().rstrip(b"\n"), token_count((5, 1, 1, 0)).rstrip(b"\n"), REAL_RECORD, REAL_RECORD, REAL_META,
+        record("resp_a", (3, 1, 1, 0)).rstrip(b"\n"), record("resp_b", (4, 1, 2, 1), "2026-12-04T00:14:59.000Z").rstrip(b"\n"),
+        line("event_msg", {"type": "thread_settings_applied", "thread_settings": {"model": "gpt-5.4"}}).rstrip(b"\n"),
+        b"garbage", b""]
+    folded = 0
+    for n in range(120):
+        path = tmp_path / f"rollout-2026-11-20T10-00-00-{tid(n % 10)}.jsonl"
+        path.write_bytes(b"\n".join(rng.choice(pool) for _ in range(rng.randint(1, 40))) + rng.choice([b"\n", b""]))
+        fast = whole_read(path, True, monkeypatch)
+        assert fast == whole_read(path, False, monkeypatch), n
+        folded += fast.sums != []
+    assert folded > 60   # most files counted something: the mix is not all refused lines
+
+
+def test_the_compiled_loop_stops_where_the_walk_must_decide() -> None:
+    if scan._fast is None:
+        pytest.skip("no compiled loop")
+    chunk = REAL_RECORD + b"\n" + model_line() + REAL_RECORD.replace(b"resp_b743", b"resp_2") + b"\n"
+    seen: set[str] = set()
+    ids: list[str] = []
+    sums: dict[tuple[str, str], list[int]] = {}
+    usage.bucket_of("2026-12-03T18:42:41.709Z")   # the walk caches a bucket before the compiled loop uses it
+    pos, has, dups = scan._fast(chunk, 0, len(chunk), len(chunk) - 1, False, "m1", usage._BUCKETS, seen, ids, sums)
+    # the first record is folded; the turn_context line (a model switch) is the walk's
+    assert (chunk[pos:pos + 21], has, dups, ids) == (cf.TURN_CONTEXT_MARKER, 1, 0, ["resp_b743"])
+    assert sums == {("m1", usage.bucket_of("2026-12-03T18:42:41.709Z")): [4000, 3000, 120, 40, 1]}
+    # a bound (the next session_meta line) stops it before any marker at or past it
+    assert scan._fast(chunk, 0, 5, len(chunk) - 1, False, "m1", usage._BUCKETS, set(), [], {})[0] == \
+        chunk.index(b'"type":"token_usage_record"')
+
+
 # --- the parallel cold index ------------------------------------------------------------------------
 @pytest.fixture
 def home(isolated_home: Path) -> Path:

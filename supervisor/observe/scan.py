@@ -31,6 +31,11 @@ from supervisor.observe import rollout, usage
 if TYPE_CHECKING:
     from supervisor.observe.scan_shapes import FileRead
 
+try:  # the per-response loop compiled (_fastscan.c); without a compiler at install time, this file's own
+    from supervisor.observe._fastscan import fold_records as _fast
+except ImportError:
+    _fast = None
+
 MAX_FILE_WARNINGS = 20
 # Files above this are left to the index's streaming path: a worker keeps a file's ids in memory.
 MAX_WORKER_FILE = 64 << 20
@@ -162,8 +167,10 @@ def fold_chunk(chunk: bytes, last_nl: int, line_base: int, fold: usage.FileFold,
     The walk of `_walk`, inline: a generator's resume per line was a tenth of the scan. With `own` (whose
     `add` is `add`), a record's usage goes into it inline, one call less per response.
     """
+    fast = None
     if own is not None:
         seen, sums, ids = own.seen, own.sums, own.ids
+        fast = _fast if typed else None
     bucket_of, loads, feed, buckets = usage.bucket_of, orjson.loads, fold.feed, usage._BUCKETS
     find, nl, rfind, starts = sz.find, chunk.find, chunk.rfind, chunk.startswith
     if typed:
@@ -202,6 +209,15 @@ def fold_chunk(chunk: bytes, last_nl: int, line_base: int, fold: usage.FileFold,
     m, n_metas = 0, len(metas)
     pos = find(chunk, _T, 0, last_nl)
     while pos >= 0:
+        if fast is not None:
+            # the compiled loop folds plain records up to the next session_meta line and stops at the
+            # first marker it leaves to this walk (its position), or finds none left (-1)
+            pos, has_records, dups = fast(chunk, pos, metas[m][0] if m < n_metas else last_nl + 1, last_nl,
+                                          fold.has_records, fold.model, buckets, seen, ids, sums)
+            fold.has_records = bool(has_records)
+            own.duplicates += dups  # type: ignore[union-attr]
+            if pos < 0:
+                break
         c = chunk[pos + 9]  # pos + 9 <= last_nl: at worst the newline
         kind = -1
         if c == _O:

@@ -1,0 +1,3 @@
+def fold_records(chunk: bytes, pos: int, bound: int, last_nl: int, has_records: bool, model: str | None,
+                 buckets: dict[str, str], seen: set[str], ids: list[str],
+                 sums: dict[tuple[str, str], list[int]]) -> tuple[int, int, int]: ...
