@@ -217,10 +217,10 @@ def _plain_text(raw: msgspec.Raw) -> bool:
     text = memoryview(raw)
     if text[:1] != b'"':
         return text == b"null"
-    known = _TEXTS.get(len(text))
-    if known is not None and text == known:  # one memcmp instead of decoding 20 KB again
+    body = bytes(text)  # a copy, then one memcmp: memoryview == bytes compares item by item (44 us for 22 KB)
+    known = _TEXTS.get(len(body))
+    if known is not None and body == known:  # instead of checking 20 KB of UTF-8 again
         return True
-    body = bytes(text)
     if not body.isascii():
         try:
             body.decode()
