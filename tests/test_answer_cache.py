@@ -321,3 +321,66 @@ def test_fifo_swapped_in_does_not_hang(ao: Run, corpus: list[Path]) -> None:
     done = ao("cost", "--all", "--json", timeout=60)
     assert done.returncode == 0
     assert total_input(done.stdout) == 5000
+
+
+# --- the rollouts' stat vector: compiled walk and its Python twin --------------------------------------
+def tree_both(homes: list[str], horizon: int | None = None) -> tuple[Any, Any]:
+    roots = [os.fsencode(os.path.join(h, sub)) for h in homes for sub in ("sessions", "archived_sessions")]
+    horizon = time.time_ns() - answer_cache.RACY_NS if horizon is None else horizon
+    args = (roots, b"rollout-", (b".jsonl", b".jsonl.zst"), horizon)
+    compiled = answer_cache._tree_stats(*args) if answer_cache._tree_stats is not None else None
+    return compiled, answer_cache._tree_stats_here(*args)
+
+
+def test_the_compiled_walk_gives_the_same_vector_as_python(tmp_path: Path) -> None:
+    assert answer_cache._tree_stats is not None, "supervisor/observe/_fastscan.c was not built: rerun `make install`"
+    home = tmp_path / "codex"
+    day = home / "sessions/2026/11/20"
+    day.mkdir(parents=True)
+    for n in range(300):  # many folders, so more than one thread has work
+        folder = home / f"sessions/2026/{n % 12 + 1:02d}/{n % 28 + 1:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        f = folder / f"rollout-2026-11-20T10-00-00-{n:08x}-0000-7000-8000-000000000000.jsonl"
+        f.write_bytes(b"x" * n)
+    time.sleep(0.05)
+    horizon = time.time_ns()  # what is written from here on is racy
+    time.sleep(0.05)
+    (day / "rollout-recent.jsonl").write_bytes(b"{}\n")
+    (day / "rollout-z.jsonl.zst").write_bytes(b"z")
+    (day / "notes.txt").write_bytes(b"not a rollout")
+    (day / "rollout-no-suffix").write_bytes(b"")
+    (day / b"rollout-\xff\xfe.jsonl".decode("utf-8", "surrogateescape")).write_bytes(b"odd name")
+    (day / "rollout-dangling.jsonl").symlink_to(tmp_path / "missing")          # its stat fails: an errno
+    (day / "rollout-link.jsonl").symlink_to(day / "rollout-z.jsonl.zst")     # followed, as os.stat does
+    os.mkfifo(day / "rollout-fifo.jsonl")                                    # stat only, never opened
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "rollout-outside.jsonl").write_bytes(b"{}")
+    (home / "sessions/linked").symlink_to(elsewhere)                         # a link to a folder: not entered
+    (home / "archived_sessions").mkdir()
+    (home / "archived_sessions/rollout-archived.jsonl").write_bytes(b"{}")
+    compiled, here = tree_both([str(home), str(tmp_path / "no-such-home")], horizon)
+    assert compiled == here
+    count, blob, racy = compiled
+    assert count == 300 + 7
+    assert b"rollout-outside" not in blob and b"notes.txt" not in blob and b"\xff\xfe" in blob
+    assert sorted(os.path.basename(p) for p in racy) == sorted(
+        ["rollout-recent.jsonl", "rollout-z.jsonl.zst", "rollout-link.jsonl", "rollout-fifo.jsonl",
+         "rollout-\udcff\udcfe.jsonl", "rollout-archived.jsonl"])
+
+
+def test_a_change_to_any_rollout_changes_the_vector(tmp_path: Path) -> None:
+    home = tmp_path / "codex"
+    folder = home / "sessions/2026/11/20"
+    folder.mkdir(parents=True)
+    files = [folder / f"rollout-{n}.jsonl" for n in range(5)]
+    for f in files:
+        f.write_bytes(b"{}\n")
+    before = tree_both([str(home)])[1][1]
+    with files[3].open("ab") as fh:
+        fh.write(b"\n")
+    grown = tree_both([str(home)])
+    assert grown[0] == grown[1] and grown[1][1] != before
+    files[1].unlink()
+    gone = tree_both([str(home)])
+    assert gone[0] == gone[1] and gone[1][0] == 4

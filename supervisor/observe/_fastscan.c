@@ -14,7 +14,15 @@
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char T_MARK[] = "\"type\":\"t";                        /* 9 bytes */
 static const char REC_MARK[] = "\"type\":\"token_usage_record\"";
@@ -483,13 +491,333 @@ error:
     return NULL;
 }
 
+
+/* --- tree_stats: the stat vector of every rollout under some folders (answer_cache.tree_stats) ---- */
+
+typedef struct {
+    char *path;
+    size_t len;
+    int64_t n[6]; /* dev, inode, size, mtime_ns, ctime_ns, mode; or -1, errno, 0, 0, 0, 0 */
+} stat_rec;
+
+typedef struct {
+    char *path;
+    size_t len;
+    int top;
+} folder_item;
+
+/* Folders are shared by a few threads (the stats are name lookups in the kernel, which run in
+ * parallel); each thread keeps its own records, merged and sorted at the end. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+    folder_item *todo;
+    size_t todo_n, todo_cap;
+    int busy; /* threads walking a folder now: none, and nothing queued, is the end */
+    int failed;
+    const char *prefix;
+    Py_ssize_t prefix_n;
+    const char **suffix;
+    Py_ssize_t *suffix_n;
+    Py_ssize_t suffixes;
+} walk;
+
+typedef struct {
+    walk *w;
+    stat_rec *recs;
+    size_t count, cap;
+} walker;
+
+static int rollout_name(walk *w, const char *name, size_t n) {
+    if ((Py_ssize_t)n < w->prefix_n || memcmp(name, w->prefix, w->prefix_n) != 0)
+        return 0;
+    for (Py_ssize_t i = 0; i < w->suffixes; i++)
+        if ((Py_ssize_t)n >= w->suffix_n[i] && memcmp(name + n - w->suffix_n[i], w->suffix[i], w->suffix_n[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static char *joined(const char *folder, size_t fn, const char *name, size_t nn, size_t *out) {
+    char *p = malloc(fn + 1 + nn + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, folder, fn);
+    p[fn] = '/';
+    memcpy(p + fn + 1, name, nn);
+    p[fn + 1 + nn] = 0;
+    *out = fn + 1 + nn;
+    return p;
+}
+
+/* Under the lock. */
+static int push_folder(walk *w, char *path, size_t len, int top) {
+    if (w->todo_n == w->todo_cap) {
+        size_t cap = w->todo_cap ? w->todo_cap * 2 : 256;
+        folder_item *grown = realloc(w->todo, cap * sizeof(folder_item));
+        if (grown == NULL)
+            return -1;
+        w->todo = grown;
+        w->todo_cap = cap;
+    }
+    w->todo[w->todo_n].path = path;
+    w->todo[w->todo_n].len = len;
+    w->todo[w->todo_n].top = top;
+    w->todo_n++;
+    pthread_cond_signal(&w->more);
+    return 0;
+}
+
+/* One folder: rollouts get a record, subfolders (not links to them) are queued. As tree_stats' Python
+ * twin: the top folder may be a link, a subfolder is opened O_NOFOLLOW, an unreadable one is skipped. */
+static void walk_folder(walker *t, const char *folder, size_t fn, int top) {
+    walk *w = t->w;
+    int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (top ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return;
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        const char *name = e->d_name;
+        size_t nn = strlen(name);
+        if (name[0] == '.' && (nn == 1 || (nn == 2 && name[1] == '.')))
+            continue;
+        int is_dir = e->d_type == DT_DIR;
+        if (e->d_type == DT_UNKNOWN) {
+            struct stat st;
+            is_dir = fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+        }
+        if (is_dir) {
+            size_t sub_n;
+            char *sub = joined(folder, fn, name, nn, &sub_n);
+            pthread_mutex_lock(&w->lock);
+            if (sub == NULL || push_folder(w, sub, sub_n, 0) < 0) {
+                free(sub);
+                w->failed = 1;
+            }
+            pthread_mutex_unlock(&w->lock);
+            continue;
+        }
+        if (!rollout_name(w, name, nn))
+            continue;
+        if (t->count == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 1024;
+            stat_rec *grown = realloc(t->recs, cap * sizeof(stat_rec));
+            if (grown == NULL) {
+                pthread_mutex_lock(&w->lock);
+                w->failed = 1;
+                pthread_mutex_unlock(&w->lock);
+                break;
+            }
+            t->recs = grown;
+            t->cap = cap;
+        }
+        stat_rec *r = &t->recs[t->count];
+        r->path = joined(folder, fn, name, nn, &r->len);
+        if (r->path == NULL) {
+            pthread_mutex_lock(&w->lock);
+            w->failed = 1;
+            pthread_mutex_unlock(&w->lock);
+            break;
+        }
+        struct stat st;
+        if (fstatat(fd, name, &st, 0) == 0) { /* following links, as os.stat does */
+            r->n[0] = (int64_t)st.st_dev;
+            r->n[1] = (int64_t)st.st_ino;
+            r->n[2] = (int64_t)st.st_size;
+            r->n[3] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+            r->n[4] = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+            r->n[5] = (int64_t)st.st_mode;
+        } else {
+            r->n[0] = -1;
+            r->n[1] = errno;
+            r->n[2] = r->n[3] = r->n[4] = r->n[5] = 0;
+        }
+        t->count++;
+    }
+    closedir(dir);
+}
+
+static void *walker_main(void *arg) {
+    walker *t = arg;
+    walk *w = t->w;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (w->todo_n == 0 && w->busy > 0 && !w->failed)
+            pthread_cond_wait(&w->more, &w->lock);
+        if (w->todo_n == 0 || w->failed)
+            break;
+        folder_item item = w->todo[--w->todo_n];
+        w->busy++;
+        pthread_mutex_unlock(&w->lock);
+        walk_folder(t, item.path, item.len, item.top);
+        free(item.path);
+        pthread_mutex_lock(&w->lock);
+        w->busy--;
+    }
+    pthread_cond_broadcast(&w->more); /* the end (or a failure): the waiting ones leave too */
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int by_path(const void *a, const void *b) {
+    const stat_rec *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->path, y->path, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* tree_stats(roots, prefix, suffixes, horizon_ns) -> (count, blob, racy)
+ *
+ * blob: for every rollout, in byte order of its path, the path, a NUL and six little-endian int64
+ * (dev, inode, size, mtime_ns, ctime_ns, mode; -1, errno and zeros when its stat failed). racy: the
+ * paths whose mtime or ctime is at or after horizon_ns, in the same order.
+ */
+static PyObject *tree_stats(PyObject *self, PyObject *args) {
+    PyObject *roots, *suffixes;
+    const char *prefix;
+    Py_ssize_t prefix_n;
+    long long horizon;
+    if (!PyArg_ParseTuple(args, "O!y#O!L", &PyList_Type, &roots, &prefix, &prefix_n, &PyTuple_Type, &suffixes,
+                          &horizon))
+        return NULL;
+    Py_ssize_t ns = PyTuple_GET_SIZE(suffixes);
+    if (ns > 8) {
+        PyErr_SetString(PyExc_ValueError, "at most 8 suffixes");
+        return NULL;
+    }
+    const char *suffix[8];
+    Py_ssize_t suffix_n[8];
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        PyObject *suf = PyTuple_GET_ITEM(suffixes, i);
+        if (!PyBytes_Check(suf)) {
+            PyErr_SetString(PyExc_TypeError, "suffixes must be bytes");
+            return NULL;
+        }
+        suffix[i] = PyBytes_AS_STRING(suf);
+        suffix_n[i] = PyBytes_GET_SIZE(suf);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(roots); i++)
+        if (!PyBytes_Check(PyList_GET_ITEM(roots, i))) {
+            PyErr_SetString(PyExc_TypeError, "roots must be bytes");
+            return NULL;
+        }
+    walk w;
+    memset(&w, 0, sizeof(w));
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.more, NULL);
+    w.prefix = prefix;
+    w.prefix_n = prefix_n;
+    w.suffix = suffix;
+    w.suffix_n = suffix_n;
+    w.suffixes = ns;
+    for (Py_ssize_t i = PyList_GET_SIZE(roots) - 1; i >= 0 && !w.failed; i--) {
+        PyObject *root = PyList_GET_ITEM(roots, i);
+        size_t n = (size_t)PyBytes_GET_SIZE(root);
+        char *copy = malloc(n + 1);
+        if (copy != NULL)
+            memcpy(copy, PyBytes_AS_STRING(root), n + 1);
+        if (copy == NULL || push_folder(&w, copy, n, 1) < 0) {
+            free(copy);
+            w.failed = 1;
+        }
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_threads = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+    walker t[4];
+    pthread_t ids[4];
+    int started = 0;
+    size_t count = 0;
+    stat_rec *recs = NULL;
+    for (int i = 0; i < 4; i++) {
+        t[i].w = &w;
+        t[i].recs = NULL;
+        t[i].count = t[i].cap = 0;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int i = 1; i < n_threads; i++) { /* this thread is the first walker */
+        if (pthread_create(&ids[i], NULL, walker_main, &t[i]) != 0)
+            break;
+        started = i;
+    }
+    walker_main(&t[0]);
+    for (int i = 1; i <= started; i++)
+        pthread_join(ids[i], NULL);
+    for (int i = 0; i < 4; i++)
+        count += t[i].count;
+    if (!w.failed)
+        recs = malloc((count ? count : 1) * sizeof(stat_rec));
+    if (recs != NULL) {
+        size_t at = 0;
+        for (int i = 0; i < 4; i++) {
+            if (t[i].count)
+                memcpy(recs + at, t[i].recs, t[i].count * sizeof(stat_rec));
+            at += t[i].count;
+        }
+        qsort(recs, count, sizeof(stat_rec), by_path);
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL, *blob = NULL, *racy = NULL;
+    if (recs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += recs[i].len + 1 + 48;
+    blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    racy = PyList_New(0);
+    if (blob == NULL || racy == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(blob);
+    for (size_t i = 0; i < count; i++) {
+        stat_rec *r = &recs[i];
+        memcpy(out, r->path, r->len);
+        out += r->len;
+        *out++ = 0;
+        for (int k = 0; k < 6; k++) {
+            uint64_t v = (uint64_t)r->n[k];
+            for (int b = 0; b < 8; b++)
+                *out++ = (char)((v >> (8 * b)) & 0xff);
+        }
+        if (r->n[0] != -1 && (r->n[3] >= horizon || r->n[4] >= horizon)) {
+            PyObject *p = PyUnicode_DecodeFSDefaultAndSize(r->path, (Py_ssize_t)r->len);
+            if (p == NULL || PyList_Append(racy, p) < 0) {
+                Py_XDECREF(p);
+                goto done;
+            }
+            Py_DECREF(p);
+        }
+    }
+    result = Py_BuildValue("nOO", (Py_ssize_t)count, blob, racy);
+done:
+    Py_XDECREF(blob);
+    Py_XDECREF(racy);
+    for (int i = 0; i < 4; i++) {
+        for (size_t k = 0; k < t[i].count; k++)
+            free(t[i].recs[k].path);
+        free(t[i].recs);
+    }
+    free(recs);
+    for (size_t k = 0; k < w.todo_n; k++)
+        free(w.todo[k].path);
+    free(w.todo);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.more);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fold_records", fold_records, METH_VARARGS,
      "fold_records(chunk, pos, bound, last_nl, has_records, model, buckets, seen, ids, sums)"
      " -> (pos, has_records, duplicates)"},
+    {"tree_stats", tree_stats, METH_VARARGS, "tree_stats(roots, prefix, suffixes, horizon_ns) -> (count, blob, racy)"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastscan", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastscan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fastscan(void) { return PyModule_Create(&module); }

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from supervisor import __version__, paths
 
-FORMAT = "ao-answer-cache/1"
+FORMAT = "ao-answer-cache/2"  # 2: rollouts under a home as one tree_stats vector
 MAX_ENTRIES = 16  # argument sets kept; the least recently written go first
 MAX_BODY = 256 * 2**20  # an answer larger than this is computed every time rather than stored
 RACY_NS = 2_000_000_000  # covers 1-2 s timestamp granularity (FAT, some network filesystems)
@@ -54,6 +54,7 @@ class Depends(NamedTuple):
     facts: list[str]  # anything else that changes the answer (which homes exist, where they lead)
     hint: Any = None  # JSON kept with the entry and handed back next time, to find `files` cheaply
     stats: Any = None  # path -> os.stat_result or errno, taken while finding `files` (saves a second stat)
+    tree: Any = None  # tree_stats() of the folders whose every rollout the answer reads, beside `files`
 
 
 class _Entry(NamedTuple):
@@ -91,7 +92,7 @@ def answer(kind: str, args: Mapping[str, Any], depends: Callable[[Any], Depends]
     now = time.time_ns()
     found = depends(entry.header.get("hint") if entry else None)
     files = [*found.files, *CODE_FILES]
-    digest, racy = _stat_digest(files, found.facts, now, found.stats or {})
+    digest, racy = _stat_digest(files, found.facts, now, found.stats or {}, found.tree)
     hashes: dict[str, str] = {}
     if entry is not None and entry.header.get("stat_digest") == digest:
         stored_racy = entry.header.get("racy")
@@ -108,9 +109,10 @@ def answer(kind: str, args: Mapping[str, Any], depends: Callable[[Any], Depends]
 
 
 def _stat_digest(files: Iterable[str], facts: Iterable[str], now: int,
-                 known: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
+                 known: Mapping[str, Any] | None = None, tree: Any = None) -> tuple[str, list[str]]:
     """Digest of every file's stat and of the facts; and the files recent enough to be racy. `known`
-    holds stats the caller took a moment ago (an errno for a failed one); the rest are taken here."""
+    holds stats the caller took a moment ago (an errno for a failed one); the rest are taken here.
+    `tree` is a tree_stats() result, whose vector and racy files join in."""
     names: list[str] = [*facts, "\0files"]
     numbers: list[int] = []
     racy: list[str] = []
@@ -135,6 +137,11 @@ def _stat_digest(files: Iterable[str], facts: Iterable[str], now: int,
             racy.append(p)
     h = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape"))
     h.update(repr(numbers).encode())  # any int (a 64-bit unsigned inode, an mtime before 1970)
+    if tree is not None:
+        count, blob, tree_racy = tree
+        h.update(b"\0tree %d\0" % count)
+        h.update(blob)
+        racy += tree_racy
     return h.hexdigest(), racy
 
 
@@ -243,45 +250,67 @@ def _unlink(path: str) -> None:
         pass
 
 
-def rollouts_under(homes: Iterable[str], is_rollout: Callable[[str], bool],
-                   stats: dict[str, Any] | None = None) -> list[str]:
-    """Every rollout under each home's sessions/ and archived_sessions/, in a stable order: the walk
-    `index.discover` does (directories entered only when they are not links), without importing it.
+try:  # the walk and its stats in C (supervisor/observe/_fastscan.c), when the install compiled it
+    from supervisor.observe._fastscan import tree_stats as _tree_stats
+except ImportError:
+    _tree_stats = None  # type: ignore[assignment]
 
-    With `stats`, each rollout's stat (following links, as `os.stat` does; an errno if it fails) is put
-    there, taken relative to its open folder: one path lookup per file instead of one per component.
+
+def tree_stats(homes: Iterable[str], prefix: str, suffixes: tuple[str, ...]) -> tuple[int, bytes, list[str]]:
+    """The stat vector of every rollout under each home's sessions/ and archived_sessions/, walked as
+    `index.discover` walks them (folders entered only when they are not links; a subfolder opened
+    O_NOFOLLOW, so a swap for a link is not followed): (how many, the vector, the racy ones).
+
+    The vector is, for each rollout in byte order of its path, the path, a NUL and six little-endian
+    int64: dev, inode, size, mtime_ns, ctime_ns, mode (-1, errno and zeros when its stat fails). One
+    C call at 50,000 rollouts costs a tenth of building the same from os.stat results; without the
+    compiled module the same bytes are built here.
     """
-    found: list[str] = []
-    for home in homes:
-        for root in (os.path.join(home, "sessions"), os.path.join(home, "archived_sessions")):
-            stack = [(root, True)]
-            while stack:
-                folder, top = stack.pop()
-                try:
-                    # a subfolder was not a link when listed; O_NOFOLLOW keeps a swap for one out
-                    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if top else os.O_NOFOLLOW))
-                except OSError:
-                    continue
-                try:
-                    with os.scandir(fd) as it:
-                        entries = list(it)
-                    for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append((os.path.join(folder, entry.name), False))
-                        elif is_rollout(entry.name):
-                            path = os.path.join(folder, entry.name)
-                            found.append(path)
-                            if stats is not None:
-                                try:
-                                    stats[path] = os.stat(entry.name, dir_fd=fd)
-                                except OSError as exc:
-                                    stats[path] = exc.errno or 0
-                except OSError:
-                    continue
-                finally:
-                    os.close(fd)
+    roots = [os.fsencode(os.path.join(home, sub)) for home in homes for sub in ("sessions", "archived_sessions")]
+    horizon = time.time_ns() - RACY_NS
+    if _tree_stats is not None:
+        return _tree_stats(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon)
+    return _tree_stats_here(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon)
+
+
+def _tree_stats_here(roots: list[bytes], prefix: bytes, suffixes: tuple[bytes, ...],
+                     horizon: int) -> tuple[int, bytes, list[str]]:
+    import struct
+
+    found: list[tuple[bytes, tuple[int, ...]]] = []
+    for root in roots:
+        stack = [(root, True)]
+        while stack:
+            folder, top = stack.pop()
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if top else os.O_NOFOLLOW))
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as it:
+                    entries = list(it)
+                for entry in entries:
+                    name = os.fsencode(entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((folder + b"/" + name, False))
+                    elif name.startswith(prefix) and name.endswith(suffixes):
+                        try:
+                            st = os.stat(name, dir_fd=fd)
+                            numbers: tuple[int, ...] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                                        st.st_ctime_ns, st.st_mode)
+                        except OSError as exc:
+                            numbers = (-1, exc.errno or 0, 0, 0, 0, 0)
+                        found.append((folder + b"/" + name, numbers))
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
     found.sort()
-    return found
+    pack = struct.Struct("<6q").pack
+    blob = b"".join(path + b"\0" + pack(*(n if n < 1 << 63 else n - (1 << 64) for n in numbers))
+                    for path, numbers in found)
+    racy = [os.fsdecode(path) for path, n in found if n[0] != -1 and (n[3] >= horizon or n[4] >= horizon)]
+    return len(found), blob, racy
 
 
 def stat_facts(files: Iterable[str]) -> list[Any]:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 try:  # the per-response loop compiled (_fastscan.c); without a compiler at install time, this file's own
     from supervisor.observe._fastscan import fold_records as _fast
 except ImportError:
-    _fast = None
+    _fast = None  # type: ignore[assignment]
 
 MAX_FILE_WARNINGS = 20
 # Files above this are left to the index's streaming path: a worker keeps a file's ids in memory.

@@ -166,9 +166,8 @@ def _all_depends(hint: Any) -> Any:
         facts.append(f"home {candidate}\0{real}\0{is_dir}")
         if is_dir and real not in homes:
             homes[real] = candidate
-    stats: dict[str, Any] = {}
-    files = answer_cache.rollouts_under(homes.values(), codex_format.is_rollout_name, stats)
-    return answer_cache.Depends([*files, *db_files], facts, {"db": db_stat, "launch_homes": launch_homes}, stats)
+    tree = answer_cache.tree_stats(homes.values(), codex_format.ROLLOUT_PREFIX, codex_format.ROLLOUT_SUFFIXES)
+    return answer_cache.Depends(db_files, facts, {"db": db_stat, "launch_homes": launch_homes}, tree=tree)
 
 
 def _rollout_is_settled(record: Mapping[str, Any], rollout: str | None) -> bool:
