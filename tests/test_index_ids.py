@@ -20,7 +20,7 @@ def home(isolated_home: Path) -> Path:
 def id_rows() -> list[tuple[str, bytes]]:
     con = sqlite3.connect(index.index_path())
     try:
-        return con.execute("SELECT path, ids FROM ids ORDER BY rowid").fetchall()
+        return con.execute("SELECT f.path, i.ids FROM ids i JOIN files f USING (fid) ORDER BY i.rowid").fetchall()
     finally:
         con.close()
 

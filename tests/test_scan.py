@@ -301,8 +301,11 @@ def snapshot(result: index.Refresh) -> tuple[Any, ...]:
     try:
         rows = con.execute("SELECT path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
                            " duplicates, pending, warnings, first_total FROM files ORDER BY rowid").fetchall()
-        sums = con.execute("SELECT * FROM sums").fetchall()
-        ids = sorted((p, tuple(sorted(orjson.loads(b)))) for p, b in con.execute("SELECT path, ids FROM ids"))
+        sums = con.execute("SELECT f.path, s.model, s.bucket, s.input, s.cached_input, s.output, s.reasoning,"
+                           " s.responses FROM sums s JOIN files f USING (fid) ORDER BY f.path, s.model, s.bucket"
+                           ).fetchall()
+        ids = sorted((p, tuple(sorted(orjson.loads(b))))
+                     for p, b in con.execute("SELECT f.path, i.ids FROM ids i JOIN files f USING (fid)"))
     finally:
         con.close()
     files = [(f.path, f.thread_id, f.cwd, sorted(f.sums, key=repr)) for f in result.files.values()]

@@ -24,21 +24,26 @@ from supervisor.errors import FatalError
 from supervisor.observe import codex_format as cf
 from supervisor.observe import rollout, usage
 
-SCHEMA_VERSION = 4  # 2: files.first_total, for forks recognised by a copied prefix; 3: ids as blobs;
-#                      4: files_first_total indexes only files that have one
+SCHEMA_VERSION = 5  # 2: files.first_total, for forks recognised by a copied prefix; 3: ids as blobs;
+#                      4: files_first_total indexes only files that have one; 5: sums and ids keyed by an
+#                      integer file id (written in order, no text index), 16 KiB pages
 CACHE_KIB = 8 << 10  # SQLite page cache (8 MiB): the index without per-id rows is small; RSS target is 150 MB
 MAX_FILE_WARNINGS = 20
 TYPED_READ = 8 << 20  # bytes to read from one file above which its lines are decoded typed
+# A cold build appends: file ids are handed out in read order, so sums and ids (keyed by them) grow at
+# the end of their b-trees; a path key repeated in both, inserted in creation order, was a random insert
+# into two more text indexes, about a third of a cold run's SQLite time.
 SCHEMA = f"""
-CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL, line_no INTEGER NOT NULL,
-    head BLOB, fold BLOB, thread_id TEXT, cwd TEXT, duplicates INTEGER NOT NULL DEFAULT 0,
+PRAGMA page_size = 16384;
+CREATE TABLE files (fid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL,
+    line_no INTEGER NOT NULL,    head BLOB, fold BLOB, thread_id TEXT, cwd TEXT, duplicates INTEGER NOT NULL DEFAULT 0,
     pending INTEGER NOT NULL DEFAULT 0, warnings TEXT, first_total TEXT);
-CREATE TABLE sums (path TEXT NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL,
+CREATE TABLE sums (fid INTEGER NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL,
     input INTEGER NOT NULL, cached_input INTEGER NOT NULL, output INTEGER NOT NULL,
-    reasoning INTEGER NOT NULL, responses INTEGER NOT NULL, PRIMARY KEY (path, model, bucket)) WITHOUT ROWID;
-CREATE TABLE ids (path TEXT NOT NULL, ids BLOB NOT NULL);
-CREATE INDEX ids_path ON ids(path);
+    reasoning INTEGER NOT NULL, responses INTEGER NOT NULL, PRIMARY KEY (fid, model, bucket)) WITHOUT ROWID;
+CREATE TABLE ids (fid INTEGER NOT NULL, ids BLOB NOT NULL);
+CREATE INDEX ids_fid ON ids(fid);
 CREATE INDEX files_thread ON files(thread_id);
 CREATE INDEX files_first_total ON files(first_total) WHERE first_total IS NOT NULL;
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -280,9 +285,12 @@ def _in_order(todo: list[str], created: dict[str, str] | None = None) -> list[st
     return [p for _, _, p in sorted(keyed, key=lambda k: (k[0] == "", k[0], k[1]))]
 
 
+_FID_OF = "(SELECT fid FROM files WHERE path = ?)"
+
+
 def _forget(con: sqlite3.Connection, path: str) -> None:
-    con.execute("DELETE FROM sums WHERE path = ?", (path,))
-    con.execute("DELETE FROM ids WHERE path = ?", (path,))
+    con.execute(f"DELETE FROM sums WHERE fid = {_FID_OF}", (path,))
+    con.execute(f"DELETE FROM ids WHERE fid = {_FID_OF}", (path,))
 
 
 class _Seen:
@@ -304,7 +312,7 @@ class _Seen:
     def forget(self, path: str) -> None:
         """Before a reset file's ids leave the index: reading it again must not find them counted."""
         if self.loaded:
-            for (blob,) in self.con.execute("SELECT ids FROM ids WHERE path = ?", (path,)):
+            for (blob,) in self.con.execute(f"SELECT ids FROM ids WHERE fid = {_FID_OF}", (path,)):
                 self.ids.difference_update(orjson.loads(blob))
 
 
@@ -312,7 +320,7 @@ def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: di
             wanted: list[str], out: Refresh) -> None:
     # re-read under the write lock: another ao may have advanced these files meanwhile
     rows = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev, offset, line_no, head, fold,"
-                                             " warnings FROM files")}
+                                             " warnings, fid FROM files")}
     todo = [p for p in todo if _changed(rows.get(p), stats[p])]  # type: ignore[arg-type]
     renamed = _renames(con, todo, gone, rows, stats)
     todo = [p for p in todo if p not in renamed]
@@ -359,7 +367,8 @@ def _write_all(con: sqlite3.Connection, order: list[str], rows: dict[str, tuple[
     """Write every file of `order` in that order: a scan's result (from `reads`, or the next of `stream`,
     which yields the fresh files in this same order) when dedup allows, else _read_file."""
     seen = _Seen(con, cold=not rows)
-    acc = _Pending()
+    acc = _Pending({p: row[9] for p, row in rows.items()},
+                   con.execute("SELECT COALESCE(MAX(fid), 0) + 1 FROM files").fetchone()[0])
     parents = _Parents(con, wanted, acc)
     upcoming = next(stream, None)
     for p in order:
@@ -387,8 +396,7 @@ def _renames(con: sqlite3.Connection, todo: list[str], gone: list[str], rows: di
         st = stats[p]
         old = vanished.get((st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)) if st else None
         if p not in rows and old is not None:
-            for table in ("files", "sums", "ids"):
-                con.execute(f"UPDATE {table} SET path = ? WHERE path = ?", (p, old))
+            con.execute("UPDATE files SET path = ? WHERE path = ?", (p, old))  # its sums and ids follow its fid
             moved[p] = old
     return moved
 
@@ -402,8 +410,8 @@ def _will_reset(path: str, row: tuple[Any, ...], st: os.stat_result) -> bool:
         return False
 
 
-_FILE_ROW = ("INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
-             " duplicates, pending, warnings, first_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_FILE_ROW = ("INSERT INTO files (fid, path, size, mtime_ns, inode, dev, offset, line_no, head, fold, thread_id, cwd,"
+             " duplicates, pending, warnings, first_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
              " ON CONFLICT(path) DO UPDATE SET"
              " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, dev=excluded.dev,"
              " offset=excluded.offset, line_no=excluded.line_no, head=excluded.head, fold=excluded.fold,"
@@ -414,11 +422,20 @@ _FILE_ROW = ("INSERT INTO files (path, size, mtime_ns, inode, dev, offset, line_
 class _Pending:
     """Files rows, sums and response ids of many files, written in a few large statements."""
 
-    def __init__(self) -> None:
-        self.files: list[tuple[Any, ...]] = []   # in read order: rowid order is the report's file order
-        self.sums: dict[tuple[str, str, str], list[int]] = {}
-        self.ids: dict[str, list[str]] = {}   # path -> ids credited to it by this read
+    def __init__(self, fids: dict[str, int], next_fid: int) -> None:
+        self.files: list[tuple[Any, ...]] = []   # in read order: fid order is the report's file order
+        self.sums: dict[tuple[int, str, str], list[int]] = {}
+        self.ids: dict[int, list[str]] = {}   # fid -> ids credited to it by this read
         self.id_count = 0
+        self.fids = fids   # path -> fid of every file in the table or pending
+        self.next_fid = next_fid
+
+    def fid(self, path: str) -> int:
+        found = self.fids.get(path)
+        if found is None:
+            found = self.fids[path] = self.next_fid
+            self.next_fid += 1
+        return found
 
     def flush_files(self, con: sqlite3.Connection) -> None:
         if self.files:
@@ -428,13 +445,13 @@ class _Pending:
     def flush(self, con: sqlite3.Connection) -> None:
         self.flush_files(con)
         con.executemany(
-            "INSERT INTO sums VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(path, model, bucket) DO UPDATE SET"
+            "INSERT INTO sums VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(fid, model, bucket) DO UPDATE SET"
             " input=input+excluded.input, cached_input=cached_input+excluded.cached_input,"
             " output=output+excluded.output, reasoning=reasoning+excluded.reasoning,"
             " responses=responses+excluded.responses",
             [(*key, *s) for key, s in self.sums.items()])
         # one blob at a time: orjson gives each at least 4 KiB, which a list of thousands would hold at once
-        con.executemany("INSERT INTO ids VALUES (?, ?)", ((p, orjson.dumps(i)) for p, i in self.ids.items() if i))
+        con.executemany("INSERT INTO ids VALUES (?, ?)", ((f, orjson.dumps(i)) for f, i in self.ids.items() if i))
         self.sums, self.ids, self.id_count = {}, {}, 0
 
 
@@ -469,7 +486,8 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     fold = usage.FileFold({**fold_state, "where": path}, parent_totals=parents)
     from supervisor.observe import scan
     duplicates = 0
-    ids = acc.ids.setdefault(path, [])
+    fid = acc.fid(path)
+    ids = acc.ids.setdefault(fid, [])
 
     def add(rid: str | None, model: str, bucket: str, i: int, c: int, o: int, r: int) -> None:
         # usage.dedupe against every id counted so far, then the pending sums
@@ -482,7 +500,7 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
             known.add(rid)
             ids.append(rid)
             acc.id_count += 1
-        key = (path, model, bucket)
+        key = (fid, model, bucket)
         s = acc.sums.get(key)
         if s is None:
             s = acc.sums[key] = [0, 0, 0, 0, 0]
@@ -493,7 +511,7 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
         s[4] += 1
         if acc.id_count > 20_000:  # pending ids and their JSON cost RSS: write them in modest batches
             acc.flush(con)
-            ids = acc.ids.setdefault(path, [])
+            ids = acc.ids.setdefault(fid, [])
 
     try:
         # msgspec's typed decoding pays for its import (~15 ms) only on a big read, not on a few new lines
@@ -512,7 +530,7 @@ def _read_file(con: sqlite3.Connection, path: str, row: tuple[Any, ...] | None, 
     warnings = (warnings + tail.warnings + fold.warnings)[:MAX_FILE_WARNINGS]
     thread_id = fold.thread_id or cf.thread_of_name(path)
     acc.files.append(
-        (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, tail.offset, tail.line_no, tail.head,
+        (fid, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, tail.offset, tail.line_no, tail.head,
          _compact(orjson.dumps(fold.state())), thread_id, fold.cwd, duplicates, tail.pending,
          orjson.dumps(warnings).decode() if warnings else None, _total_key(fold.first_total)))
 
@@ -528,24 +546,25 @@ def _apply(read: Any, seen: _Seen, out: Refresh, acc: _Pending) -> bool:
     if read.failed:
         out.warnings.append(read.failed)
         return True
+    path = read.path
     if read.ids:
         known = seen.load()
         if not known.isdisjoint(read.ids):
             return False
         known.update(read.ids)
-        acc.ids.setdefault(read.path, []).extend(read.ids)
+        acc.ids.setdefault(acc.fid(path), []).extend(read.ids)
         acc.id_count += len(read.ids)
-    path = read.path
+    fid = acc.fid(path)
     for model, bucket, *new in read.sums:
-        s = acc.sums.get((path, model, bucket))
+        s = acc.sums.get((fid, model, bucket))
         if s is None:
-            acc.sums[(path, model, bucket)] = new
+            acc.sums[(fid, model, bucket)] = new
         else:
             for n in range(5):
                 s[n] += new[n]
     out.read_files += 1
     out.read_bytes += read.offset
-    acc.files.append((path, *read.stat, read.offset, read.line_no, read.head, read.fold, read.thread_id, read.cwd,
+    acc.files.append((fid, path, *read.stat, read.offset, read.line_no, read.head, read.fold, read.thread_id, read.cwd,
                       read.duplicates, read.pending, orjson.dumps(read.warnings).decode() if read.warnings else None,
                       read.first_total))
     return True
@@ -553,17 +572,18 @@ def _apply(read: Any, seen: _Seen, out: Refresh, acc: _Pending) -> bool:
 
 def _collect(con: sqlite3.Connection, present: list[str], out: Refresh) -> None:
     wanted = set(present)
-    for path, thread_id, cwd, pending, warnings in con.execute(
-            "SELECT path, thread_id, cwd, pending, warnings FROM files"):
+    by_fid: dict[int, FileUsage] = {}
+    for fid, path, thread_id, cwd, pending, warnings in con.execute(
+            "SELECT fid, path, thread_id, cwd, pending, warnings FROM files"):
         if path in wanted:
-            out.files[path] = FileUsage(path, thread_id, cwd, [])
+            out.files[path] = by_fid[fid] = FileUsage(path, thread_id, cwd, [])
             if warnings:
                 out.warnings.extend(orjson.loads(warnings))
             if pending:
                 out.warnings.append(f"{path}: ends with an incomplete line ({pending} bytes), not counted yet")
-    for path, model, bucket, i, c, o, r in con.execute(
-            "SELECT path, model, bucket, input, cached_input, output, reasoning FROM sums"):
-        f = out.files.get(path)
+    for fid, model, bucket, i, c, o, r in con.execute(
+            "SELECT fid, model, bucket, input, cached_input, output, reasoning FROM sums"):
+        f = by_fid.get(fid)
         if f is not None:
             f.sums.append((model, bucket, {"input": i, "cached_input": c, "output": o, "reasoning": r}))
 
