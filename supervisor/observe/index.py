@@ -37,8 +37,8 @@ SCHEMA = f"""
 PRAGMA page_size = 16384;
 CREATE TABLE files (fid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, dev INTEGER NOT NULL, offset INTEGER NOT NULL,
-    line_no INTEGER NOT NULL,    head BLOB, fold BLOB, thread_id TEXT, cwd TEXT, duplicates INTEGER NOT NULL DEFAULT 0,
-    pending INTEGER NOT NULL DEFAULT 0, warnings TEXT, first_total TEXT);
+    line_no INTEGER NOT NULL, head BLOB, fold BLOB, thread_id TEXT, cwd TEXT,
+    duplicates INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, warnings TEXT, first_total TEXT);
 CREATE TABLE sums (fid INTEGER NOT NULL, model TEXT NOT NULL, bucket TEXT NOT NULL,
     input INTEGER NOT NULL, cached_input INTEGER NOT NULL, output INTEGER NOT NULL,
     reasoning INTEGER NOT NULL, responses INTEGER NOT NULL, PRIMARY KEY (fid, model, bucket)) WITHOUT ROWID;
