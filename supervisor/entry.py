@@ -9,8 +9,8 @@ and every error click must word, goes through click.
 """
 from __future__ import annotations
 
+import _signal  # `signal` builds its enums at import (~4.5 ms of every start); the handlers need none
 import os
-import signal
 import sys
 
 
@@ -20,8 +20,8 @@ def _while_starting(_signum: int, _frame: object) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _while_starting)
-    signal.signal(signal.SIGTERM, _while_starting)
+    _signal.signal(_signal.SIGINT, _while_starting)
+    _signal.signal(_signal.SIGTERM, _while_starting)
     if sys.argv[1:2] == ["status"]:
         from supervisor.report.status_view import fast_status
 
@@ -36,5 +36,5 @@ def main() -> None:
             raise SystemExit(code)
     from supervisor.report.cli import main as cli_main  # the imports are most of ao's start-up
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     cli_main()  # sets its own SIGTERM handler
