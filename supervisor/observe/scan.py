@@ -337,6 +337,38 @@ def total_key(total: usage.Totals | None) -> str | None:
     return ",".join(map(str, total)) if total else None
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _read_whole(path: str, st: os.stat_result) -> tuple[bytes | None, os.stat_result]:
+    """The bytes of the regular file `st` describes, with its fstat; None when it cannot be read or the
+    path now leads elsewhere (swapped since the stat: not a regular file, another inode).
+
+    codex_format.open_regular's checks for a file just statted, with plain os calls: that stat is the
+    one before opening (devices stay unopened), O_NONBLOCK and the fstat close the swap race. A file
+    that grew since the stat is read to its end.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return None, st
+    try:
+        now = os.fstat(fd)
+        if not cf.is_regular(now) or (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+            return None, now
+        data = os.read(fd, st.st_size + 1)
+        if len(data) > st.st_size or 0 < len(data) < st.st_size:  # grown, or a short read: to the end
+            parts = [data]
+            while part := os.read(fd, 1 << 20):
+                parts.append(part)
+            data = b"".join(parts)
+        return data, now
+    except OSError:
+        return None, st
+    finally:
+        os.close(fd)
+
+
 def read_fresh(path: str) -> FileRead:
     """Fold a rollout the index has never read, as index._read_file would with no other file to ask.
 
@@ -354,14 +386,7 @@ def read_fresh(path: str) -> FileRead:
     if not cf.is_regular(st):
         result.failed = f"{path}: cannot read ({cf.NotRegularFile(path, st.st_mode).strerror})"
         return result
-    try:
-        with cf.open_regular(path) as fh:
-            now = os.fstat(fh.fileno())
-            data = fh.read(st.st_size + 1) if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev) else None
-            if data is not None and len(data) > st.st_size:  # grown since the stat: read to the end
-                data += fh.read()
-    except OSError:
-        data = None
+    data, now = _read_whole(path, st)
     if data is None or len(data) > rollout.MAX_LINE:
         result.deferred = True
         result.created = created_of(head_of(path))
