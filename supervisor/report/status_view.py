@@ -5,14 +5,20 @@ arguments it fully understands (filters, `--json`, one SESSION) without importin
 parser or the command table; anything else (`--watch`, `--help`, a typo, a repeated option) returns
 None and click parses it, so errors and help read exactly as before. The click command in
 `cmd_sessions` prints the same text from the same functions, so both paths give the same bytes.
+A `--json` answer is served from `status_cache` while nothing it was computed from has changed.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # `typing` costs ~3 ms to import, a tenth of a served answer: annotations only
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from supervisor.records import SessionRecord
 
 # the name `supervisor.config.CONFIG_NAME` gives the config file; repeated here so the fast path can tell
 # "no config file anywhere" without importing the config module (tests/test_status_fast.py checks it)
@@ -47,19 +53,31 @@ def status_filter(active: bool, project: str | None, since: str | None, attentio
 def status_rows(session: str | None, wanted: Any, table: Mapping[str, Any],
                 usage_of: Any = None) -> list[dict[str, Any]]:
     """Reconciled, filtered status rows for one session (by id, thread id or name) or all of them."""
+    return _status(read_records(session), wanted, table, usage_of)[2]
+
+
+def read_records(session: str | None) -> list[SessionRecord]:
+    """The stored record of one session (by id, thread id or name), or of all of them."""
     from supervisor import store
     from supervisor.errors import FatalError
-    from supervisor.sessions import fleet, query, reconcile
 
     if session:
         found = store.find(session)
         if found is None:
             raise FatalError(f"unknown session {session!r}; `ao status` lists the known ones")
-        records = [found]
-    else:
-        records = store.status_sessions()
-    records = fleet.select_records(reconcile.reconcile_all(records), wanted)
-    return fleet.select_rows(query.status_rows(records, table, usage_of or query.cached_sessions_usage), wanted)
+        return [found]
+    return store.status_sessions()
+
+
+def _status(records: list[SessionRecord], wanted: Any, table: Mapping[str, Any], usage_of: Any
+            ) -> tuple[list[SessionRecord], list[SessionRecord], list[dict[str, Any]]]:
+    """(every record reconciled, those the filters pick, their rows)."""
+    from supervisor.sessions import fleet, query, reconcile
+
+    reconciled = reconcile.reconcile_all(records)
+    selected = fleet.select_records(reconciled, wanted)
+    rows = fleet.select_rows(query.status_rows(selected, table, usage_of or query.cached_sessions_usage), wanted)
+    return reconciled, selected, rows
 
 
 def status_text(rows: list[dict[str, Any]], as_json: bool, filtered: bool, width: int | None = None,
@@ -132,6 +150,21 @@ def fast_status(argv: list[str]) -> int | None:
     args = parse(argv)
     if args is None:
         return None
+    cache = _cache_key(args)
+    if cache is not None:  # before asking `ao watch`: a served answer costs less than the question
+        from supervisor.report import status_cache
+
+        text = status_cache.serve(cache[0])
+        if text is not None:
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except Exception as exc:  # a closed pipe, a full disk: worded as the one-shot path words it
+                from supervisor.errors import error_handler  # contextlib: ~3 ms a served answer need not pay
+
+                with error_handler():
+                    raise exc from None
+            return 0
     width, _ = terminal_size()
     if not _cwd_relative(args.project):
         from supervisor.report import watch_client
@@ -148,12 +181,49 @@ def fast_status(argv: list[str]) -> int | None:
     with error_handler():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _terminated)
-        table = pricing_table(None)
-        wanted = status_filter(args.active, args.project, args.since, args.attention)
-        sys.stdout.write(answer(args.session, wanted, table, args.as_json,
-                                bool(args.active or args.project or args.since or args.attention), width))
+        if cache is not None:
+            text = cached_answer(args, *cache)
+        else:
+            table = pricing_table(None)
+            wanted = status_filter(args.active, args.project, args.since, args.attention)
+            text = answer(args.session, wanted, table, args.as_json,
+                          bool(args.active or args.project or args.since or args.attention), width)
+        sys.stdout.write(text)
         sys.stdout.flush()
     return 0
+
+
+def _cache_key(args: _Args) -> tuple[str, str | None] | None:
+    """(the `status_cache` key, the config file) for an answer that may be kept, else None: JSON only
+    (the table's widths follow its ages), no `--since` (it counts back from now), and a `--project`
+    that is a name (a path is resolved through the filesystem)."""
+    if not args.as_json or args.since is not None:
+        return None
+    if args.project is not None and (args.project.startswith((".", "~")) or "/" in args.project):
+        return None
+    from supervisor.report import status_cache, watch_client
+
+    located = watch_client.located_config(None)
+    if located is None:  # a repository's config in the working directory: its trust check is read here
+        return None
+    return status_cache.key_of(args, located), located[0]
+
+
+def cached_answer(args: _Args, key: str, config: str | None) -> str:
+    """The `--json` answer computed as `answer` does, stored in `status_cache` with what it read."""
+    from supervisor.report import status_cache
+
+    snapshot = status_cache.Snapshot(key)
+    snapshot.globals(config)  # before anything reads them
+    table = pricing_table(None)
+    wanted = status_filter(args.active, args.project, None, args.attention)
+    records = read_records(args.session)
+    snapshot.records(records)
+    with status_cache.StderrWatch() as stderr:
+        reconciled, selected, rows = _status(records, wanted, table, None)
+        text = status_text(rows, True, False) + "\n"
+    snapshot.store(text, rows, reconciled, selected, stderr.written)
+    return text
 
 
 def answer(session: str | None, wanted: Any, table: Mapping[str, Any], as_json: bool, filtered: bool,
