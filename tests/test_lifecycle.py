@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from polling import wait_for
 
@@ -18,6 +19,15 @@ from supervisor import paths, store
 from supervisor.launch import processes
 from supervisor.records import Status
 from tests.test_fleet_wrappers import FAKE_GH
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    """A process's command line; "" for one that ended (or turned unreadable) since it was listed."""
+    try:
+        return " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+
 
 SCRIPT = """
 tasks:
@@ -117,7 +127,7 @@ def test_kill_9_of_a_tmux_runner_then_ao_kill_leaves_no_process(ao, codex, scrip
     # the tmux session is named by the id alone (ids already start with `ao-`)
     assert session in wait_for(names, 30, what="the tmux session") and f"ao-{session}" not in names()
     # the agent's command, setsid'd out of codex's process tree, is running
-    wait_for(lambda: any("sleep 301" in " ".join(p.cmdline()) for p in processes.session_processes(session, [], 0)),
+    wait_for(lambda: any("sleep 301" in _cmdline(p) for p in processes.session_processes(session, [], 0)),
              60, what="the agent's escaped sleep")
     os.kill(store.get(session)["pid"] or 0, signal.SIGKILL)
     killed = ao("kill", session)
@@ -135,7 +145,7 @@ def test_a_dead_runner_found_by_status_ends_its_leftovers_and_fails_with_the_rea
         ao, codex, scripted_model, config_for, sample_repo) -> None:
     config_for(scripted_model(SCRIPT))
     session = _spawn(ao, sample_repo, "[ao-task:linger] sleep", "--headless", "--unjailed")["session"]
-    wait_for(lambda: any("sleep 301" in " ".join(p.cmdline()) for p in processes.session_processes(session, [], 0)),
+    wait_for(lambda: any("sleep 301" in _cmdline(p) for p in processes.session_processes(session, [], 0)),
              60, what="the agent's escaped sleep")
     os.kill(store.get(session)["pid"] or 0, signal.SIGKILL)
     row = _row(ao, session)
