@@ -168,6 +168,100 @@ def test_a_config_with_prices_is_read_by_the_watcher_as_by_the_client(ao: Run, w
     assert json.loads(hot.stdout)["totals"]["cost_usd"] == 0.0288  # 3000 x 9 + 3000 x 0.5 + 150 x 2, per 1M
 
 
+def test_clients_at_once_each_get_the_whole_answer_once(ao: Run, watcher: Any, tmp_path: Path) -> None:
+    """Requests at the same moment are each answered (a request thread kept waiting, or a new one), and
+    every file holds the one-shot answer exactly once."""
+    corpus()
+    watcher()
+    expected = ao("cost", "--all", "--json", env={**os.environ, **ONE_SHOT}).stdout.encode()
+    served = state()["served"]
+
+    def client(n: int) -> tuple[int, bytes]:
+        with open(tmp_path / f"out{n}", "wb") as out:
+            code = subprocess.run([sys.executable, "-m", "supervisor", "cost", "--all", "--json"], stdout=out,
+                                  stderr=subprocess.DEVNULL, timeout=60).returncode
+        return code, (tmp_path / f"out{n}").read_bytes()
+
+    results: list[tuple[int, bytes]] = []
+    threads = [threading.Thread(target=lambda n=n: results.append(client(n))) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert sorted(code for code, _ in results) == [0] * 8
+    assert all(out == expected for _, out in results)
+    assert state()["served"] == served + 8
+
+
+def test_a_long_request_holds_up_no_other_and_idle_threads_are_few() -> None:
+    release = threading.Event()
+    handled: list[str] = []
+
+    def handle(conn: str) -> None:
+        handled.append(conn)
+        if conn == "slow":
+            release.wait(10)  # a recompute after a change, say
+
+    workers = resident.Workers(handle)
+    try:
+        workers.submit("slow")
+        workers.submit("quick")
+        deadline = time.monotonic() + 5
+        while "quick" not in handled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "quick" in handled and not release.is_set()
+        release.set()
+        for n in range(3 * resident.IDLE_WORKERS):  # several at once, then each waits for the next
+            workers.submit(f"r{n}")
+        deadline = time.monotonic() + 5
+        while len(handled) < 2 + 3 * resident.IDLE_WORKERS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(handled[2:]) == sorted(f"r{n}" for n in range(3 * resident.IDLE_WORKERS))
+        time.sleep(0.2)
+        assert workers.idle <= resident.IDLE_WORKERS
+        assert sum(t.name == "ao-watch-request" for t in threading.enumerate()) <= resident.IDLE_WORKERS
+    finally:
+        workers.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "ao-watch-request" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "ao-watch-request" for t in threading.enumerate())
+
+
+def test_a_watched_answer_costs_the_client_no_json_import(watcher: Any, tmp_path: Path) -> None:
+    """The client's side of a watched answer imports `_socket` and `_json` and nothing else: `json`
+    (re, enum) and the answer cache (hashlib, pathlib, typing) would be a third of its time."""
+    corpus()
+    watcher()
+    script = ("import sys\n"
+              "from supervisor.report import cost_view, watch_client\n"
+              "args = cost_view.parse(['--all', '--json']).as_dict()\n"
+              "before = set(sys.modules)\n"
+              "code = watch_client.ask('cost', args)\n"
+              "sys.stderr.write(repr((code, sorted(set(sys.modules) - before))))\n")
+    with open(tmp_path / "out", "wb") as out:
+        done = subprocess.run([sys.executable, "-c", script], stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert done.returncode == 0, done.stderr
+    code, imported = eval(done.stderr)
+    assert code == 0 and set(imported) <= {"_socket", "_json"}, imported
+    assert total_input((tmp_path / "out").read_text()) == 6000
+
+
+def test_a_client_reads_json_as_json_does() -> None:
+    from supervisor.report.watch_client import _dumps, _loads
+
+    odd = "caf\u00e9 \u2603 \U0001f600 \\ \" \n\t\x00\x1b \udcff"  # a lone surrogate: a surrogateescape'd path
+    message = {"env": {"HOME": odd, "TZ": None}, "args": {"all_rollouts": True, "width": 120, "by": "day"},
+               "config": [None, True], "list": [1, -2, 3.5, [], {}]}
+    assert _dumps(message) == json.dumps(message)
+    for header in ({"code": 0, "direct": True, "out_len": 0, "body_len": 0, "error": ""},
+                   {"declined": odd}, {"code": 1, "out_len": 3, "body_len": 7}):
+        assert _loads(json.dumps(header).encode()) == header
+    for bad in (b"", b"{", b'{"a": 1} x', b'{"a": NaN}', b"\xff", b"[1,"):
+        assert _loads(bad) is None, bad
+
+
 def test_stop_and_sigterm_remove_the_socket(watcher: Any) -> None:
     w = watcher()
     done = ao_watch("--stop")
@@ -225,12 +319,134 @@ def test_a_stale_socket_is_replaced_by_the_next_watcher(ao: Run, watcher: Any) -
     assert state()["running"] is True
 
 
-def test_code_changes_send_clients_back(ao: Run, watcher: Any, tmp_path: Path) -> None:
+class FakeWatcher:
+    """A socket where the watcher's is, speaking its protocol up to a chosen point of a direct answer."""
+
+    def __init__(self, until: str, partial: bytes = b"") -> None:
+        import socket as socket_mod
+
+        folder = Path(watch_client.watch_dir())
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.listener = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+        dirfd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        try:  # through /proc, as the watcher binds: a test's folder may be longer than sun_path's 107 bytes
+            self.listener.bind(f"/proc/self/fd/{dirfd}/{watch_client.SOCKET_NAME}")
+        finally:
+            os.close(dirfd)
+        self.listener.listen(1)
+        self.until, self.partial = until, partial
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        import socket as socket_mod
+
+        conn, _ = self.listener.accept()
+        fds: list[int] = []
+        try:
+            conn.settimeout(10)
+            while not conn.recv(65536).endswith(b"\n"):
+                pass
+            conn.sendall(b"+" + watch_client.OFFER)
+            if self.until == "offer":
+                return
+            _, ancdata, _, _ = conn.recvmsg(1, socket_mod.CMSG_SPACE(8))
+            fds = resident._rights(ancdata)
+            if self.until == "commit":
+                return
+            if self.until == "hold":  # stopped (SIGSTOP) with the client's files: it may write later
+                self.release.wait(10)
+                return
+            conn.sendall(watch_client.WRITING)
+            os.write(fds[0], self.partial)  # then killed -9, say: no final header
+        finally:
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+def test_a_watcher_lost_mid_answer_never_makes_the_client_print_it_twice(ao: Run, tmp_path: Path) -> None:
+    """Once the client has handed its stdout to the watcher, part of the answer may be there: a watcher
+    that ends then makes the client fail with one line, never compute the answer again after it. A
+    watcher that ends before it has the client's files leaves the answer to the client."""
+    corpus()
+    expected = ao("cost", "--all", "--json", env={**os.environ, **ONE_SHOT}).stdout.encode()
+    for until, code, out, err in (
+            ("write", 1, b'{\n  "rows"', b"ao: error: cannot write the answer: ao watch ended before it had "
+                                          b"written all of it\n"),
+            ("commit", 0, expected, b""),
+            ("offer", 0, expected, b"")):
+        fake = FakeWatcher(until, partial=b'{\n  "rows"')
+        try:
+            with open(tmp_path / "out", "wb") as o, open(tmp_path / "err", "wb") as e:
+                done = subprocess.run([sys.executable, "-m", "supervisor", "cost", "--all", "--json"], stdout=o,
+                                      stderr=e, timeout=60)
+        finally:
+            fake.close()
+        assert (done.returncode, (tmp_path / "out").read_bytes(), (tmp_path / "err").read_bytes()) == (code, out, err)
+        socket_path().unlink()
+
+
+def test_a_client_that_handed_over_its_files_never_stops_waiting_to_compute(tmp_path: Path) -> None:
+    """After the handover, a watcher that says nothing may still write into the client's stdout: the
+    client gives up with an error then, never with None (which would make it print the answer too)."""
+    fake = FakeWatcher("hold")
+    fds = [os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT), os.open(tmp_path / "err", os.O_WRONLY | os.O_CREAT)]
+    try:
+        reply = watch_client.request({"kind": "cost", "direct": True}, answer_timeout=0.5, fds=fds)
+    finally:
+        fake.close()
+        for fd in fds:
+            os.close(fd)
+    assert reply == ({"direct": True, "code": 1, "error": "ao watch did not answer in time"}, b"")
+
+
+def test_fences_leave_no_file_and_no_memory_behind(tmp_path: Path) -> None:
+    """Every request makes a fence; its deletion's event, read later, must not be kept (a watcher that
+    serves for months would grow), and fences a killed watcher left are removed when the next starts."""
+    fence_dir = tmp_path / "fence"
+    fence_dir.mkdir()
+    (fence_dir / "f123-0").symlink_to("f123-0")  # left by a watcher killed -9 mid-request
+    st = resident.State()
+    w = resident.Watcher(st, fence_dir, str(tmp_path / "package"))
+    try:
+        assert list(fence_dir.iterdir()) == []
+        assert w.watch(str(fence_dir), False) == ""
+        for n in range(50):
+            assert w.fence(f"t{n}")
+            w.sweep()
+        assert w.fence("last")  # read after every deletion above
+        with st.cond:
+            assert st.fences == {}
+        w.sweep()
+        assert list(fence_dir.iterdir()) == []
+    finally:
+        w.close()
+
+
+def test_code_changes_send_clients_back(ao: Run, watcher: Any, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # a private copy of ao's code for this watcher and its clients: rewriting the shared tree would tell
+    # every watcher other tests run at the same time that their code changed
+    import shutil
+
+    import supervisor
+    copy = tmp_path / "code"
+    shutil.copytree(Path(supervisor.__file__).parent, copy / "supervisor",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("PYTHONPATH", str(copy))
     corpus()
     watcher()
     ao("cost", "--all", "--json")
+    assert state()["served"] == 1  # by the watcher running the copy
     # the watcher's own code: touching a loaded module is a change to the code that answers
-    source = Path(resident.__file__)
+    source = copy / "supervisor/report/resident.py"
     source.write_bytes(source.read_bytes())  # the same bytes, rewritten: as an editor or pip would
     declined_before = sum(state()["declined"].values())
     done = ao("cost", "--all", "--json")
@@ -362,6 +578,50 @@ def test_other_uids_and_garbage_are_refused(watcher: Any) -> None:
     finally:
         os.close(dirfd)
     assert state()["running"] is True
+
+
+def test_files_sent_with_a_request_are_never_written_into(ao: Run, watcher: Any, tmp_path: Path) -> None:
+    """A client that hands over its stdout with the request and goes away (it timed out, and prints the
+    answer itself) must not have the watcher's copy written there too: only files handed over once the
+    answer is ready are written into."""
+    import socket as socket_mod
+
+    corpus()
+    watcher()
+    ao("cost", "--all", "--json")  # the answer is hot
+    target = tmp_path / "stdout"
+    target.touch()
+    args = {"by": "session", "since": None, "until": None, "timezone": None, "all_rollouts": True, "as_json": True}
+    message = {"proto": watch_client.PROTO, "version": resident.__version__, "package": watch_client.package_dir(),
+               "kind": "cost", "args": args, "env": {k: os.environ.get(k) for k in watch_client.ENV_KEYS},
+               "config": [None, True], "direct": True}
+    dirfd = os.open(watch_client.watch_dir(), os.O_PATH | os.O_DIRECTORY)
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        s = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(f"/proc/self/fd/{dirfd}/{watch_client.SOCKET_NAME}")
+        rights = fd.to_bytes(4, sys.byteorder) * 2
+        s.sendmsg([json.dumps(message).encode() + b"\n"], [(socket_mod.SOL_SOCKET, socket_mod.SCM_RIGHTS, rights)])
+        assert s.recv(1) == b"+"
+        reply = s.recv(65536)
+        s.close()  # gone without handing its files over now
+    finally:
+        os.close(fd)
+        os.close(dirfd)
+    assert state()["running"] is True  # the watcher is done with that request
+    assert target.read_bytes() == b""
+    assert reply == watch_client.OFFER  # the answer was ready; the files given with the request were not used
+
+
+def test_text_only_the_one_shot_path_prints_the_same_is_left_to_it() -> None:
+    """Terminal escapes (click strips them on a pipe) and text that is not UTF-8 are declined; the rest is
+    the answer's bytes, encoded once when it is computed (at 50,000 rollouts that is 15 MB)."""
+    assert resident.encoded(0, "a \x1b[31m b\n", "") == "terminal escapes: the one-shot path strips them on a pipe"
+    assert resident.encoded(0, "ok\n", "warning: \x1b]0;x\x07\n") == \
+        "terminal escapes: the one-shot path strips them on a pipe"
+    assert resident.encoded(0, "/work/\udcff\n", "") == "text that is not UTF-8"
+    assert resident.encoded(0, "caf\u00e9 \u2603\n", "w\n") == resident.Reply(0, "caf\u00e9 \u2603\n".encode(), b"w\n")
 
 
 def test_the_fast_paths_agree_with_the_modules_they_mirror() -> None:

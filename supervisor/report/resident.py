@@ -6,7 +6,7 @@ over every folder an answer reads: each codex home's sessions/ and archived_sess
 sessions/ and ao's own package. A change bumps a generation counter; an answer is kept with the
 generation it was computed at and served only while that is still the generation. A client's own
 write (`echo >> rollout`, then `ao cost`) was queued in the kernel's inotify queue before the client
-even connected, so every request first *fences* the queue: it creates a file in a watched folder and
+even connected, so every request first *fences* the queue: it creates a link in a watched folder and
 waits for that event. One inotify instance has one queue in order, so once the fence comes out every
 earlier event has been counted. Then the generation decides.
 
@@ -19,7 +19,11 @@ watch that could not be added (the watch limit), a remote runtime's rollouts, a 
 watcher runs the code it started with; restart it).
 
 Answers are the one-shot path's bytes by construction: the watcher calls the same functions
-(`status_view.answer`, `cost_view.cached_report` + `render`) in the same environment.
+(`status_view.answer`, `cost_view.cached_report` + `render`) in the same environment. An answer is
+encoded once, when it is computed, and a client whose stdout is a file or a terminal has it written
+there by the watcher (15 MB at 50,000 rollouts: the socket would copy it twice). The client hands its
+stdout and stderr over only once the watcher says the answer is ready (`watch_client.request`), so a
+client that stopped waiting and prints the answer itself never has a second copy written after it.
 
 The socket is safe to leave open to the user's uid: it lives in `$AO_HOME/watch/` (0700, socket
 0600), and the agent's jail (`launch/jail.py`) lays a tmpfs over `$AO_HOME` and re-binds only bin/,
@@ -62,6 +66,7 @@ FENCE_TIMEOUT_S = 2.0
 REQUEST_MAX = 1 << 16
 QUIET_S = 0.2  # after a change, keep answers hot once writes pause this long
 KEEP_ANSWERS = 16
+IDLE_WORKERS = 4  # request threads kept waiting for the next request; more are started while all are busy
 _RELEVANT_NAMES = frozenset({"codex-home", "sessions", "archived_sessions",
                              watch_client.CONFIG_NAME})
 
@@ -95,11 +100,29 @@ def inotify_reliable(kind: str | None) -> bool:
 
 
 @dataclass
+class Reply:
+    """An answer as the client gets it: its exit code and the bytes of its stdout and stderr."""
+
+    code: int
+    out: bytes
+    err: bytes
+
+
+def encoded(code: int, out: str, err: str) -> Reply | str:
+    """The answer's bytes, or why the client should print it itself. Done once per computed answer: at
+    50,000 rollouts the text is 15 MB, and encoding and searching it cost ~10 ms."""
+    if "\x1b" in out or "\x1b" in err:
+        return "terminal escapes: the one-shot path strips them on a pipe"
+    try:  # strict: text the one-shot path could not print either is left to it, error and all
+        return Reply(code, out.encode("utf-8"), err.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "text that is not UTF-8"
+
+
+@dataclass
 class _Answer:
     generation: int
-    code: int
-    out: str
-    err: str
+    reply: Reply | str
 
 
 @dataclass
@@ -110,7 +133,7 @@ class State:
     generation: int = 0
     stale: str | None = "starting"  # why answers are not served now; None when they are
     code_changed: str = ""  # the first source file of the watcher's own code that changed
-    fences: set[str] = field(default_factory=set)
+    fences: dict[str, bool] = field(default_factory=dict)  # awaited fence -> whether its event was read
     roots: dict[str, str] = field(default_factory=dict)  # watched folder -> why it cannot be trusted ("" ok)
     answers: dict[str, _Answer] = field(default_factory=dict)
     last_change: float = 0.0
@@ -130,6 +153,10 @@ class Watcher:
         self.state = state
         self.fence_dir = os.fsencode(str(fence_dir))
         self.package = os.fsencode(package)
+        self.spent: list[str] = []
+        with os.scandir(fence_dir) as it:
+            self.spent += [e.path for e in it]
+        self.sweep()
         self.fd = InotifyFD()  # our own instance: one queue, so the fence orders every watched folder
         self.fd.daemon = True
         self.groups: dict[str, Any] = {}
@@ -193,9 +220,11 @@ class Watcher:
     def on_path(self, path: bytes, mask: int) -> None:
         st = self.state
         if os.path.dirname(path) == self.fence_dir:
+            token = os.fsdecode(os.path.basename(path))
             with st.cond:
-                st.fences.add(os.fsdecode(os.path.basename(path)))
-                st.cond.notify_all()
+                if token in st.fences:  # not its deletion's event, read after the fence was done with
+                    st.fences[token] = True
+                    st.cond.notify_all()
             return
         if path.startswith(self.package + b"/"):
             # the code the watcher already runs: an edit to a module it has not loaded yet changes
@@ -232,28 +261,43 @@ class Watcher:
     def fence(self, token: str) -> bool:
         """Whether every event queued before now has been counted (see the module's docstring)."""
         path = os.path.join(os.fsdecode(self.fence_dir), token)
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        except OSError:
-            return False
         st = self.state
+        with st.cond:
+            st.fences[token] = False
+        try:
+            # a symlink, not a file: its creation is one event (a file's close is a second one), and
+            # the fence waits for the watcher to read every event before its own
+            os.symlink(token, path)
+        except OSError:
+            with st.cond:
+                del st.fences[token]
+            return False
         deadline = time.monotonic() + FENCE_TIMEOUT_S
         try:
             with st.cond:
-                while token not in st.fences:
+                while not st.fences[token]:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
                     st.cond.wait(left)
-                st.fences.discard(token)
                 return True
         finally:
+            with st.cond:
+                del st.fences[token]
+                self.spent.append(path)  # removed by sweep(), once the answer is out: its event waits till then
+
+    def sweep(self) -> None:
+        """Remove the fences done with (and, at start, those a killed watcher left)."""
+        with self.state.cond:
+            spent, self.spent = self.spent, []
+        for path in spent:
             try:
                 os.unlink(path)
             except OSError:
                 pass
 
     def close(self) -> None:
+        self.sweep()
         for group in self.groups.values():
             try:
                 group.deactivate()
@@ -403,8 +447,8 @@ class Resident:
             return "not watching"
         return None
 
-    def answer(self, message: dict[str, Any]) -> tuple[int, str, str] | str:
-        """(exit code, stdout, stderr), or why the client should compute it itself."""
+    def answer(self, message: dict[str, Any]) -> Reply | str:
+        """The answer, or why the client should compute it itself."""
         reason = self.decline_reason(message)
         if reason:
             return reason
@@ -423,7 +467,7 @@ class Resident:
             return self.state.stale or ""
         return self._cost(message["args"], overrides)
 
-    def _status(self, args: dict[str, Any], overrides: Any) -> tuple[int, str, str] | str:
+    def _status(self, args: dict[str, Any], overrides: Any) -> Reply | str:
         from supervisor.observe import pricing
         from supervisor.report import status_view
 
@@ -437,9 +481,9 @@ class Resident:
                                          args.get("width"), self._usage_memo(overrides))
             except FatalError:
                 return "an error: the client words it"
-        return 0, out, ""
+        return encoded(0, out, "")
 
-    def _cost(self, args: dict[str, Any], overrides: Any) -> tuple[int, str, str] | str:
+    def _cost(self, args: dict[str, Any], overrides: Any) -> Reply | str:
         from supervisor.report import cost_view
 
         parsed = cost_view.CostArgs()
@@ -460,7 +504,7 @@ class Resident:
             generation = st.generation
             hit = st.answers.get(key)
             if hit is not None and hit.generation == generation:
-                return hit.code, hit.out, hit.err
+                return hit.reply
         with self.compute_lock:
             with st.cond:
                 generation = st.generation  # before computing: a change during it leaves the answer old
@@ -470,10 +514,11 @@ class Resident:
                 return "an error: the client words it"
             if not parsed.all_rollouts and not self._sessions_watched():
                 return "a session's rollout lies outside the watched folders"
+        reply = encoded(0, out, err)
         with st.cond:
-            st.answers[key] = _Answer(generation, 0, out, err)
+            st.answers[key] = _Answer(generation, reply)
             st.answers.pop(next(iter(st.answers)), None) if len(st.answers) > KEEP_ANSWERS else None
-        return 0, out, err
+        return reply
 
     def _usage_memo(self, overrides: Any) -> Callable[[Any, Any], Any]:
         """`query.sessions_usage`, reused while the generation holds and every rollout read lies under a
@@ -565,10 +610,7 @@ class Resident:
                 return
             conn.settimeout(2.0)
             data, ancdata, _, _ = conn.recvmsg(REQUEST_MAX, socket.CMSG_SPACE(2 * 4))
-            for level, ctype, raw in ancdata:  # the client's stdout and stderr, for a direct answer
-                if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
-                    fds += [int.from_bytes(raw[i:i + 4], sys.byteorder, signed=True)
-                            for i in range(0, len(raw) - len(raw) % 4, 4)]
+            fds += _rights(ancdata)  # none expected with a request: closed unused
             if not data:
                 return
             while not data.endswith(b"\n") and len(data) < REQUEST_MAX:
@@ -595,21 +637,22 @@ class Resident:
             started = time.perf_counter()
             result = self.answer(message)
             self.last_answer_ms = (time.perf_counter() - started) * 1000
-            if isinstance(result, tuple) and ("\x1b" in result[1] or "\x1b" in result[2]):
-                result = "terminal escapes: the one-shot path strips them on a pipe"
             if isinstance(result, str):
                 with self.state.cond:
                     self.state.declined[result] = self.state.declined.get(result, 0) + 1
                 conn.sendall(json.dumps({"declined": result}).encode() + b"\n")  # no body_len: the client declines
                 return
-            code, out, err = result
-            try:  # strict: text the one-shot path could not print either is left to it, error and all
-                out_b, err_b = out.encode("utf-8"), err.encode("utf-8")
-            except UnicodeEncodeError:
-                conn.sendall(json.dumps({"declined": "text that is not UTF-8"}).encode() + b"\n")
-                return
-            if message.get("direct") is True and len(fds) == 2:
-                failed = _write_all(fds[0], out_b) or _write_all(fds[1], err_b)
+            code, out_b, err_b = result.code, result.out, result.err
+            if message.get("direct") is True:
+                # the client's stdout and stderr come now, once the answer is ready (watch_client.request)
+                conn.sendall(watch_client.OFFER)
+                data, ancdata, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(2 * 4))
+                given = _rights(ancdata)
+                fds += given
+                if data != b"c" or len(given) != 2 or not all(_writable_file(fd) for fd in given):
+                    return  # nothing written: the client computes the answer itself
+                conn.sendall(watch_client.WRITING)
+                failed = _write_all(given[0], out_b) or _write_all(given[1], err_b)
                 with self.state.cond:
                     self.state.direct += 1
                 reply = {"code": 1 if failed else code, "direct": True, "out_len": 0, "body_len": 0, "error": failed}
@@ -633,6 +676,67 @@ class Resident:
                     os.close(fd)
                 except OSError:
                     pass
+            if self.watcher is not None:
+                self.watcher.sweep()
+
+
+class Workers:
+    """The threads that handle requests. A thread kept waiting takes the next request at once (starting
+    one costs ~0.3 ms, a tenth of a watched answer's time in the watcher); while every thread is busy
+    (a long recompute), each new request gets a new thread, so none waits for another."""
+
+    def __init__(self, handle: Callable[[Any], None]) -> None:
+        import queue
+
+        self.handle = handle
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0  # threads that will take from the queue: one per request put there
+
+    def submit(self, conn: Any) -> None:
+        with self.lock:
+            waiting = self.idle > 0
+            if waiting:
+                self.idle -= 1
+        if waiting:
+            self.queue.put(conn)
+        else:
+            threading.Thread(target=self._run, args=(conn,), name="ao-watch-request", daemon=True).start()
+
+    def _run(self, conn: Any) -> None:
+        while conn is not None:
+            self.handle(conn)
+            with self.lock:
+                if self.idle >= IDLE_WORKERS:
+                    return
+                self.idle += 1
+            conn = self.queue.get()
+
+    def close(self) -> None:
+        """End the waiting threads (busy ones end when their request does)."""
+        with self.lock:
+            waiting, self.idle = self.idle, 0
+        for _ in range(waiting):
+            self.queue.put(None)
+
+
+def _rights(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The file descriptors an SCM_RIGHTS message brought (each one the caller's to close)."""
+    fds = []
+    for level, ctype, raw in ancdata:
+        if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
+            fds += [int.from_bytes(raw[i:i + 4], sys.byteorder, signed=True)
+                    for i in range(0, len(raw) - len(raw) % 4, 4)]
+    return fds
+
+
+def _writable_file(fd: int) -> bool:
+    """A file or a character device, as the client checks: never a pipe or socket a write could block on."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISCHR(mode)
 
 
 def _write_all(fd: int, data: bytes) -> str:
@@ -749,6 +853,7 @@ def serve(cfg: Any, services: list[str], ready: Callable[[str], None] = log,
     signal.signal(signal.SIGTERM, _stop)
     os.chdir("/")  # a config in whatever folder `ao watch` was started from is not the clients'
     resident = Resident(stop)
+    workers = Workers(resident.handle)
     listener, dirfd = _bind(folder)
     threads: list[threading.Thread] = []
     try:
@@ -768,9 +873,10 @@ def serve(cfg: Any, services: list[str], ready: Callable[[str], None] = log,
                 if stop.is_set():
                     break
                 raise
-            threading.Thread(target=resident.handle, args=(conn,), name="ao-watch-request", daemon=True).start()
+            workers.submit(conn)
     finally:
         stop.set()
+        workers.close()
         listener.close()
         try:
             os.unlink(watch_client.SOCKET_NAME, dir_fd=dirfd)

@@ -2,13 +2,15 @@
 
 `ao status` and `ao cost` call `ask` before doing any work. It costs a connect() when a watcher runs
 and a failed connect() (~20 us) when none does, and it imports only what `python -S` already has
-plus `_socket` and `json`: the answer it brings back saves the imports and the work, so it must not
-spend them itself.
+plus `_socket` and `_json` (not `json`, whose `re` and `enum` cost ~5 ms): the answer it brings back
+saves the imports and the work, so it must not spend them itself.
 
 Every doubt means None, and the caller computes the answer itself (the one-shot path): no socket,
 a socket nobody listens on (a watcher killed -9), a watcher of other code, another environment, a
 config the watcher cannot read the same way, a watcher that is catching up or cannot trust inotify
 for a file the answer reads. The watcher only ever answers with the bytes the one-shot path prints.
+The one doubt that cannot send the client back comes after it handed the watcher its stdout (see
+`request`): a watcher that ends while writing the answer there makes the command fail with one line.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-PROTO = 1
+PROTO = 2  # 2: the client hands over its stdout and stderr only once the answer is ready
 SOCKET_NAME = "watch.sock"
 LOCK_NAME = "watch.lock"
 STATE_NAME = "watch.json"
@@ -29,6 +31,8 @@ CONFIG_NAME = "agent-orchestrator.yaml"  # supervisor.config.CONFIG_NAME (tests/
 ENV_KEYS = ("AO_HOME", "CODEX_HOME", "HOME", "TZ")
 ACCEPT_TIMEOUT_S = 0.5  # connect and the watcher's first byte: a live watcher answers this at once
 ANSWER_TIMEOUT_S = 120.0  # then it may compute (after a change); a dead one closes the socket sooner
+OFFER = b'{"offer": true}\n'  # the watcher's answer is ready, to be written into the client's own files
+WRITING = b"w"  # the watcher has the client's files and begins to write
 DISABLE_ENV = "AO_NO_WATCH"  # set to 1: never ask the watcher (tests compare both paths)
 
 
@@ -112,36 +116,126 @@ def clear_stale(dirfd: int) -> None:
 def request(message: dict[str, Any], accept_timeout: float = ACCEPT_TIMEOUT_S, answer_timeout: float = ANSWER_TIMEOUT_S,
             fds: list[int] | None = None) -> tuple[dict[str, Any], bytes] | None:
     """Send one request; (header, body) of the watcher's reply, or None when there is no usable reply.
-    `fds` (stdout and stderr) go along, for the watcher to write a long answer into them itself."""
-    import json
 
+    With `fds` (stdout and stderr) the watcher may offer to write a long answer into them itself. They
+    go to it only once its answer is ready, as the client's commitment to take it: from then on the
+    answer may be in the client's stdout, so no failure sends the client to the one-shot path, which
+    would print it a second time. (Sent with the request, a client that timed out and computed the
+    answer itself could have the watcher's copy written into its stdout too.)"""
     sock = _connect()
     if sock is None:
         return None
     try:
         sock.settimeout(accept_timeout)
-        data = json.dumps(message).encode() + b"\n"
-        if fds:
-            import _socket
-
-            rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
-            sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-            data = data[sent:]
-        sock.sendall(data)
-        first = sock.recv(1)
-        if first != b"+":
+        sock.sendall(_dumps(message).encode() + b"\n")
+        if sock.recv(1) != b"+":
             return None  # "-": the watcher declines (its reason follows, for `ao watch --status`)
         sock.settimeout(answer_timeout)
-        chunks = []
+        raw = sock.recv(1 << 16)
+        while raw and b"\n" not in raw:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return None
+            raw += chunk
+        if raw == OFFER and fds:
+            return _commit(sock, fds, answer_timeout)
+        chunks = [raw]
         while chunk := sock.recv(1 << 20):
             chunks.append(chunk)
     except OSError:
         return None
     finally:
         sock.close()
-    from supervisor.observe.answer_cache import framed
+    return _framed(b"".join(chunks))  # None when cut short: the watcher died mid-answer
 
-    return framed(b"".join(chunks))  # None when cut short: the watcher died mid-answer
+
+def _commit(sock: Any, fds: list[int], timeout: float) -> tuple[dict[str, Any], bytes] | None:
+    """Hand the watcher our stdout and stderr and wait for its word that it wrote the answer into them."""
+    import _socket
+
+    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    try:
+        sock.sendmsg([b"c"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    except OSError:
+        return None  # the watcher is gone, and it never had our files
+    raw, timed_out = b"", False
+    try:
+        sock.settimeout(timeout)
+        while chunk := sock.recv(1 << 16):
+            raw += chunk
+    except TimeoutError:
+        timed_out = True
+    except OSError:
+        pass
+    if raw.startswith(WRITING):
+        reply = _framed(raw[len(WRITING):])
+        if reply is not None:
+            return reply
+        why = "ao watch ended before it had written all of it"  # killed -9 mid-answer, say
+    elif not timed_out:
+        return None  # it closed the socket before it began to write: nothing of the answer is in our files
+    else:
+        why = "ao watch did not answer in time"  # it has our files and may still write into them
+    return {"direct": True, "code": 1, "error": why}, b""
+
+
+def _framed(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """`answer_cache.framed`'s reading of a header line and its body, without importing that module:
+    its hashlib, pathlib and typing cost ~10 ms, a third of a watched answer."""
+    head, sep, body = raw.partition(b"\n")
+    if not sep:
+        return None
+    header = _loads(head)
+    if not isinstance(header, dict) or header.get("body_len") != len(body):
+        return None
+    return header, body
+
+
+class _ScanContext:
+    """What `_json.make_scanner` reads from a `json.JSONDecoder`: its defaults, NaN and Infinity refused."""
+
+    strict = True
+    object_hook = object_pairs_hook = parse_constant = array_hook = None
+    parse_float, parse_int = float, int
+
+
+def _unserializable(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _dumps(obj: Any) -> str:
+    """`json.dumps(obj)`, through the C encoder json itself uses."""
+    try:
+        from _json import encode_basestring_ascii, make_encoder
+
+        encode = make_encoder(None, _unserializable, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    except (ImportError, AttributeError, TypeError):  # an interpreter without CPython's accelerator
+        import json
+
+        return json.dumps(obj)
+    return "".join(encode(obj, 0))
+
+
+def _loads(text: bytes) -> Any:
+    """`json.loads(text)` through the C scanner json itself uses; None for anything that is not one JSON
+    value alone on the line (nor NaN or Infinity, which the watcher never writes)."""
+    try:
+        from _json import make_scanner
+
+        scan = make_scanner(_ScanContext())  # type: ignore[arg-type]  # it reads only the attributes
+    except (ImportError, AttributeError, TypeError):
+        import json
+
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+    try:
+        doc = text.decode("utf-8")
+        value, end = scan(doc, 0)
+    except (ValueError, TypeError, StopIteration, RecursionError):
+        return None
+    return value if end == len(doc) else None
 
 
 def ask(kind: str, args: dict[str, Any], explicit_config: str | None = None) -> int | None:
@@ -161,10 +255,12 @@ def ask(kind: str, args: dict[str, Any], explicit_config: str | None = None) -> 
     if reply is None:
         return None
     header, body = reply
-    if header.get("direct") is True and isinstance(header.get("code"), int):
-        if header.get("error"):  # a full disk, say: the one-shot path would have failed writing too
-            sys.stderr.write(f"ao: error: cannot write the answer: {header['error']}\n")
-        return int(header["code"])  # the watcher wrote the answer into our stdout and stderr
+    if header.get("direct") is True:
+        error = header.get("error")
+        if error:  # a full disk, say: the one-shot path would have failed writing too
+            sys.stderr.write(f"ao: error: cannot write the answer: {error}\n")
+        code = header.get("code")
+        return code if isinstance(code, int) and not error else 1  # the answer is in our stdout and stderr
     out_len = header.get("out_len")
     code = header.get("code")
     if not isinstance(out_len, int) or not isinstance(code, int) or not 0 <= out_len <= len(body):
