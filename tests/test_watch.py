@@ -319,6 +319,25 @@ def test_a_stale_socket_is_replaced_by_the_next_watcher(ao: Run, watcher: Any) -
     assert state()["running"] is True
 
 
+def test_a_watcher_starting_while_a_client_clears_a_stale_socket_still_starts(ao: Run, watcher: Any) -> None:
+    # a client that finds a dead watcher's socket takes the lock for a moment to remove it; a watcher
+    # starting in that moment waits it out instead of saying one is already running
+    import fcntl
+
+    folder = Path(watch_client.watch_dir())
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(folder / watch_client.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    unlock = threading.Timer(0.3, fcntl.flock, (fd, fcntl.LOCK_UN))
+    unlock.start()
+    try:
+        watcher()
+    finally:
+        unlock.join()
+        os.close(fd)
+    assert state()["running"] is True
+
+
 class FakeWatcher:
     """A socket where the watcher's is, speaking its protocol up to a chosen point of a direct answer."""
 

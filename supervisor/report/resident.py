@@ -793,18 +793,28 @@ def start_services(cfg: Any, stop: threading.Event, names: list[str], state: dic
     return threads
 
 
+LOCK_WAIT_S = 1.0
+
+
 def _lock(folder: Path) -> int:
     fd = os.open(folder / watch_client.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     import fcntl
 
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    # A client clearing a dead watcher's socket holds the lock for a moment (watch_client.clear_stale):
+    # a watcher starting then waits that moment out; a running watcher holds it for good.
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
         os.close(fd)
         pid = running_pid()
         raise FatalError(f"ao watch is already running for {paths.ao_home()}"
                          + (f" (pid {pid})" if pid else "") + "; `ao watch --stop` ends it") from None
-    return fd
 
 
 def running_pid() -> int | None:
