@@ -19,6 +19,21 @@ def _while_starting(_signum: int, _frame: object) -> None:
     os._exit(130)
 
 
+def _finish(code: int) -> None:
+    """Exit with `code`. An answer served whole (see fast_args.served) skips the interpreter's teardown,
+    about 3 ms of a 20 ms answer; anything else exits the usual way."""
+    from supervisor.report import fast_args
+
+    if fast_args.served:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            raise SystemExit(code) from None  # the usual way reports it
+        os._exit(code)
+    raise SystemExit(code)
+
+
 def main() -> None:
     _signal.signal(_signal.SIGINT, _while_starting)
     _signal.signal(_signal.SIGTERM, _while_starting)
@@ -27,13 +42,13 @@ def main() -> None:
 
         code = fast_status(sys.argv[2:])  # sets ^C and SIGTERM to unwind once it handles them
         if code is not None:
-            raise SystemExit(code)
+            _finish(code)
     elif sys.argv[1:2] == ["cost"]:
         from supervisor.report.cost_view import fast_cost
 
         code = fast_cost(sys.argv[2:])
         if code is not None:
-            raise SystemExit(code)
+            _finish(code)
     from supervisor.report.cli import main as cli_main  # the imports are most of ao's start-up
 
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)

@@ -145,14 +145,18 @@ def test_the_real_cli_serves_the_stored_bytes_and_imports_nothing_heavy(ao: Any)
     assert ao("status", "--json").returncode == 0
     entry = _entry_file("--json")
     before = entry.stat()
-    code = ("import sys; sys.argv = ['ao', 'status', '--json']\n"
+    # a served answer ends the process without the interpreter's teardown (os._exit): caught here
+    code = ("import os, sys; sys.argv = ['ao', 'status', '--json']\n"
+            "class Quick(SystemExit): pass\n"
+            "def _exit(c): raise Quick(c)\n"
+            "os._exit = _exit\n"
             "from supervisor.entry import main\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code, quick = e.code, isinstance(e, Quick)\n"
             "heavy = sorted(m for m in sys.modules if m in ('sqlite3', 'orjson', 'json', 'typing', 'pathlib',\n"
             "               'supervisor.store', 'supervisor.sessions.query', 'supervisor.errors'))\n"
-            "print(repr((code, heavy)), file=sys.stderr)\n")
+            "print(repr((code, quick, heavy)), file=sys.stderr)\n")
     served = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert served.stderr.strip().splitlines()[-1] == "(0, [])", served.stderr
+    assert served.stderr.strip().splitlines()[-1] == "(0, True, [])", served.stderr
     after = entry.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # served, not rewritten
     _same_as_click(ao, lambda: ao("status", "--json").stdout, "--json")

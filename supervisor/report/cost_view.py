@@ -309,6 +309,9 @@ def fast_cost(argv: list[str]) -> int | None:
 
     code = watch_client.ask("cost", args.as_dict())
     if code is not None:
+        from supervisor.report import fast_args
+
+        fast_args.served = True
         return code
     import _signal  # not `signal`: its enums cost ~4.5 ms to build
 

@@ -5,6 +5,10 @@ an unknown or repeated option, a missing value, a value that looks like an optio
 """
 from __future__ import annotations
 
+# Set by a fast path whose answer came whole from `ao watch` or a stored answer and is written: the
+# process then holds no database, thread or temp file, and entry.py ends it without the teardown.
+served = False
+
 
 def split(argv: list[str], flags: tuple[str, ...],
           valued: tuple[str, ...]) -> tuple[dict[str, str | bool], list[str]] | None:

@@ -164,6 +164,9 @@ def fast_status(argv: list[str]) -> int | None:
 
                 with error_handler():
                     raise exc from None
+            from supervisor.report import fast_args
+
+            fast_args.served = True
             return 0
     width, _ = terminal_size()
     if not _cwd_relative(args.project):
@@ -173,6 +176,9 @@ def fast_status(argv: list[str]) -> int | None:
                                            "attention": args.attention, "project": args.project,
                                            "since": args.since, "width": width})
         if code is not None:
+            from supervisor.report import fast_args
+
+            fast_args.served = True
             return code
     import signal
 
