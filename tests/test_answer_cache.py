@@ -115,6 +115,18 @@ def test_cached_answer_equals_fresh_byte_for_byte(ao: Run) -> None:
     assert table.returncode == 0 and "TOTAL" in table.stdout.upper()
 
 
+def test_a_stored_answer_prints_the_same_bytes_whatever_the_output_encoding(ao: Run) -> None:
+    # a hit is written as the stored UTF-8 bytes when stdout is UTF-8, and as text otherwise
+    for n in range(1, 4):
+        rollout(n, 1000 * n)
+    cached = warm(ao, "--all")
+    before = entries()
+    latin = ao("cost", "--all", "--json", env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert latin.returncode == 0 and latin.stdout == cached
+    assert entries() == before  # served, not recomputed
+    assert answer_cache.answer("cost-all", {}, lambda _h: answer_cache.Depends([], []), lambda: "fresh") == "fresh"
+
+
 def test_real_codex_rollout_is_cached_and_exact(ao: Run, codex: Path, scripted_model: Any, tmp_path: Path) -> None:
     import subprocess
 

@@ -27,12 +27,12 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
 from supervisor import __version__, paths
 
-TYPE_CHECKING = False  # typing costs ~3 ms to import, a fortieth of a warm answer: annotations only
+TYPE_CHECKING = False  # typing (~3 ms) and pathlib (~8 ms) stay out of a warm answer: annotations only
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 FORMAT = "ao-answer-cache/2"  # 2: rollouts under a home as one tree_stats vector
@@ -42,8 +42,8 @@ RACY_NS = 2_000_000_000  # covers 1-2 s timestamp granularity (FAT, some network
 _HASH_CHUNK = 1 << 20
 # The code that shapes an answer: an edit (an editable install, a developer's tree) must not serve an
 # answer the old code computed. Stats only, so this costs a few microseconds.
-_SUPERVISOR = Path(__file__).resolve().parents[1]
-CODE_FILES = tuple(str(_SUPERVISOR / p) for p in (
+_SUPERVISOR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+CODE_FILES = tuple(os.path.join(_SUPERVISOR, p) for p in (
     "observe/answer_cache.py", "observe/usage.py", "observe/index.py", "observe/codex_format.py",
     "observe/pricing.py", "observe/pricing.json", "observe/rollout.py", "observe/scan.py", "observe/scan_shapes.py",
     "report/cost_report.py", "report/cmd_cost.py", "report/cost_view.py", "sessions/query.py",
@@ -67,7 +67,7 @@ class Depends:
 class _Entry:
     __slots__ = ("header", "body")
 
-    def __init__(self, header: dict[str, Any], body: str) -> None:
+    def __init__(self, header: dict[str, Any], body: memoryview) -> None:
         self.header = header
         self.body = body
 
@@ -75,6 +75,11 @@ class _Entry:
 def cache_dir() -> Path:
     """Private to the operator: the jail shows the agent only bin/, cache/ and worktrees/ of $AO_HOME."""
     return paths.ao_home() / "answers"
+
+
+def _entry_text(kind: str, key: str) -> str:
+    """entry_path() as text, found without pathlib: a served answer reads only this file."""
+    return os.path.join(paths.ao_home_text(), "answers", f"{kind}-{key[:32]}.json")
 
 
 def key_of(kind: str, args: Mapping[str, Any]) -> str:
@@ -96,8 +101,21 @@ def answer(kind: str, args: Mapping[str, Any], depends: Callable[[Any], Depends]
     current inputs; `compute` returns the answer text. Both are the caller's, so this module knows
     nothing about rollouts or sessions.
     """
+    found = answer_bytes(kind, args, depends, compute)
+    if isinstance(found, str):
+        return found
+    try:
+        return str(found, "utf-8")
+    except UnicodeDecodeError:  # not what _store writes for any answer computed here: computed again
+        return compute()
+
+
+def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], Depends],
+                 compute: Callable[[], str]) -> bytes | str:
+    """answer(), with a stored answer as the UTF-8 bytes it was stored as (at 50,000 rollouts decoding
+    them and encoding the text again cost ~15 ms of a warm answer); a computed one is its text."""
     key = key_of(kind, args)
-    path = entry_path(kind, key)
+    path = _entry_text(kind, key)
     entry = _load(path, key)
     now = time.time_ns()
     found = depends(entry.header.get("hint") if entry else None)
@@ -108,7 +126,7 @@ def answer(kind: str, args: Mapping[str, Any], depends: Callable[[Any], Depends]
         stored_racy = entry.header.get("racy")
         if isinstance(stored_racy, list) and all(isinstance(p, str) for p in stored_racy) \
                 and entry.header.get("content_digest") == _content_digest(stored_racy, hashes):
-            return entry.body
+            return bytes(entry.body)
     content = _content_digest(racy, hashes)  # before computing, like the stats
     body = compute()
     if len(body) <= MAX_BODY:
@@ -208,10 +226,11 @@ def _framed_view(raw: bytes) -> tuple[dict[str, Any], memoryview] | None:
     return header, body
 
 
-def _load(path: Path, key: str) -> _Entry | None:
+def _load(path: str, key: str) -> _Entry | None:
     """The entry at `path` if it is whole and ours; None (a miss) for anything else."""
     try:
-        found = _framed_view(path.read_bytes())
+        with open(path, "rb") as fh:
+            found = _framed_view(fh.read())
     except OSError:
         return None
     if found is None:
@@ -221,16 +240,16 @@ def _load(path: Path, key: str) -> _Entry | None:
         return None
     if header.get("body_sha256") != hashlib.sha256(body).hexdigest():
         return None  # damaged
-    try:
-        return _Entry(header, str(body, "utf-8"))
-    except UnicodeDecodeError:
-        return None
+    return _Entry(header, body)  # its hash matches what _store wrote: the UTF-8 of a str
 
 
-def _store(path: Path, header: dict[str, Any], body: str) -> None:
+def _store(path_text: str, header: dict[str, Any], body: str) -> None:
     """Write the entry atomically; a full disk or a read-only home costs only the cache, never the answer."""
+    from pathlib import Path
+
     import orjson
 
+    path = Path(path_text)
     data = body.encode("utf-8", "surrogateescape")
     header = {**header, "body_len": len(data), "body_sha256": hashlib.sha256(data).hexdigest()}
     try:

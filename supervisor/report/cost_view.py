@@ -112,7 +112,7 @@ def _local_zone() -> list[Any]:
 def _db_files() -> list[str]:
     from supervisor import paths
 
-    db = str(paths.db_path())
+    db = os.path.join(paths.ao_home_text(), "ao.db")  # paths.db_path(), without pathlib
     return [db, db + "-wal"]
 
 
@@ -123,7 +123,7 @@ def _index_fact() -> str:
     from supervisor import paths
 
     try:
-        st = os.stat(paths.ao_home() / "index.db")
+        st = os.stat(os.path.join(paths.ao_home_text(), "index.db"))
         return f"index {st.st_dev},{st.st_ino}"
     except OSError:
         return "index none"
@@ -152,9 +152,9 @@ def _all_depends(hint: Any) -> Any:
             home = ((r.get("launch") or {}).get("env") or {}).get("CODEX_HOME")
             if isinstance(home, str) and os.path.isabs(home) and home not in launch_homes:
                 launch_homes.append(home)
-    candidates = [str(paths.codex_home()), *launch_homes]
+    candidates = [paths.codex_home_text(), *launch_homes]
     try:
-        with os.scandir(paths.sessions_dir()) as it:
+        with os.scandir(os.path.join(paths.ao_home_text(), "sessions")) as it:
             candidates += sorted(os.path.join(e.path, "codex-home") for e in it if e.is_dir(follow_symlinks=False))
     except OSError:
         pass
@@ -226,16 +226,18 @@ def _compute(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str | Non
 
 
 def cached_report(all_rollouts: bool, by: str, tz: dt.tzinfo | None, tz_name: str | None, since: str | None,
-                  until: str | None, overrides: Any) -> str:
-    """The `ao cost --json` text: stored if no rollout, session, home, price or zone changed, else fresh."""
+                  until: str | None, overrides: Any, raw: bool = False) -> Any:
+    """The `ao cost --json` text: stored if no rollout, session, home, price or zone changed, else fresh.
+    With `raw`, a stored one comes as its UTF-8 bytes (answer_cache.answer_bytes)."""
     from supervisor.observe import answer_cache
 
     args = {"by": by, "since": since, "until": until, "timezone": tz_name,
             "local_zone": None if tz_name else _local_zone(), "pricing": overrides,
             "codex_home": os.environ.get("CODEX_HOME")}
-    return answer_cache.answer("cost-all" if all_rollouts else "cost-sessions", args,
-                               _all_depends if all_rollouts else _sessions_depends,
-                               lambda: _compute(all_rollouts, by, tz, since, until, overrides))
+    get = answer_cache.answer_bytes if raw else answer_cache.answer
+    return get("cost-all" if all_rollouts else "cost-sessions", args,
+               _all_depends if all_rollouts else _sessions_depends,
+               lambda: _compute(all_rollouts, by, tz, since, until, overrides))
 
 
 def parse_timezone(name: str | None) -> dt.tzinfo | None:
@@ -285,14 +287,19 @@ def pricing_overrides(explicit: str | None = None) -> Any:
     return config_mod.load(explicit).data.get("pricing")
 
 
-def answer(args: CostArgs, overrides: Any) -> tuple[str, str]:
-    """(stdout, stderr) of `ao cost ARGS` computed here: the stored answer when nothing changed."""
+def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]:
+    """(stdout, stderr) of `ao cost ARGS` computed here: the stored answer when nothing changed. With
+    `raw` and --json, stdout is the document as stored (UTF-8 bytes, or text when computed now), without
+    its final newline."""
     from supervisor.errors import FatalError
     since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
     if since and until and since > until:
         raise FatalError(f"--since {since} is after --until {until}")
     tz = parse_timezone(args.timezone)
-    text = cached_report(args.all_rollouts, args.by, tz, args.timezone, since, until, overrides)
+    text = cached_report(args.all_rollouts, args.by, tz, args.timezone, since, until, overrides,
+                         raw and args.as_json)
+    if raw and args.as_json:
+        return text, ""
     return render(text, args.by, args.all_rollouts, args.as_json)
 
 
@@ -321,12 +328,19 @@ def fast_cost(argv: list[str]) -> int | None:
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         _signal.signal(_signal.SIGTERM, _terminated)
         try:
-            out, err = answer(args, pricing_overrides())
+            out, err = answer(args, pricing_overrides(), raw=True)
         except FatalError:
             return None  # click words the error (the same line; one place keeps it so)
-        if "\x1b" in out or "\x1b" in err:
+        if ("\x1b" if isinstance(out, str) else b"\x1b") in out or "\x1b" in err:
             return None  # click.echo strips escapes on a pipe; only click prints those the same
-        sys.stdout.write(out)
+        if isinstance(out, str):
+            sys.stdout.write(out if not args.as_json else out + "\n")
+        elif (sys.stdout.encoding or "").lower().replace("-", "") == "utf8":
+            sys.stdout.flush()
+            sys.stdout.buffer.write(out)  # the bytes the text would encode to, without two copies of it
+            sys.stdout.buffer.write(b"\n")
+        else:
+            sys.stdout.write(str(out, "utf-8") + "\n")
         sys.stdout.flush()
         if err:
             sys.stderr.write(err)
