@@ -215,8 +215,15 @@ def build(work: Path, sessions: int, rollouts: int, log: Any = print) -> tuple[d
 def profile(env: dict[str, str], cwd: Path, top: int = 30) -> str:
     """cProfile of one `ao status --json`: ao's own functions by cumulative time, as text."""
     out = cwd / "status.prof"
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "supervisor", "status", "--json"],
-                   env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+    # a served answer ends with os._exit, before `-m cProfile` would write its file: run it as a SystemExit,
+    # which cProfile.run catches and then writes the profile
+    code = ("import cProfile, os, sys\n"
+            "def _exit(code): raise SystemExit(code)\n"
+            "os._exit = _exit\n"
+            "sys.argv = ['ao', 'status', '--json']\n"
+            "from supervisor.entry import main\n"
+            f"cProfile.run('main()', {str(out)!r})\n")
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
     import io
     buf = io.StringIO()
     pstats.Stats(str(out), stream=buf).sort_stats("cumulative").print_stats("supervisor/|sqlite3|posix|io.open", top)
