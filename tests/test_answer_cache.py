@@ -186,6 +186,30 @@ def test_same_size_replacement_recomputes(ao: Run, corpus: list[Path]) -> None:
     assert total_input(recomputes(ao, "--all")) == 10000
 
 
+def header_of_entry() -> dict[str, Any]:
+    entry = next(answer_cache.cache_dir().glob("cost-all-*.json"))
+    return dict(orjson.loads(entry.read_bytes().split(b"\n", 1)[0]))
+
+
+def test_racy_files_that_settled_are_not_hashed_again(ao: Run, corpus: list[Path]) -> None:
+    cost(ao, "--all")  # the corpus was just written: every file is racy, and hashed with the answer
+    cost(ao, "--all")
+    assert len(header_of_entry()["racy"]) == 3
+    time.sleep(answer_cache.RACY_NS / 1e9 + 0.1)
+    before = entries()
+    settled = cost(ao, "--all")  # a hit: the same bytes, and the entry keeps only what is racy now
+    assert entries() != before and header_of_entry()["racy"] == [] and settled == fresh(ao, "--all")
+    before = entries()
+    assert cost(ao, "--all") == settled and entries() == before  # a plain hit now
+    # a settled file rewritten in place with its size and mtime put back: its ctime tells
+    st = corpus[1].stat()
+    with corpus[1].open("r+b") as fh:
+        fh.write(body(2, 9000))
+    os.utime(corpus[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert corpus[1].stat().st_size == st.st_size
+    recomputes(ao, "--all")
+
+
 def test_same_size_rewrite_in_place_within_one_tick_recomputes(ao: Run, corpus: list[Path]) -> None:
     # the racy case: same inode, size and mtime (put back), so only the content hash can tell
     st = corpus[2].stat()

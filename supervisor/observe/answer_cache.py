@@ -126,7 +126,14 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
         stored_racy = entry.header.get("racy")
         if isinstance(stored_racy, list) and all(isinstance(p, str) for p in stored_racy) \
                 and entry.header.get("content_digest") == _content_digest(stored_racy, hashes):
-            return bytes(entry.body)
+            stored = bytes(entry.body)
+            if sorted(stored_racy) != sorted(racy):
+                # What was racy has settled: its stats are as stored and its bytes too, and from now on
+                # a rewrite shows in its stat. The entry keeps only what is racy now, so later hits do not
+                # hash thousands of files written just before the answer was first computed.
+                header = {k: v for k, v in entry.header.items() if k not in ("body_len", "body_sha256")}
+                _store(path, {**header, "racy": racy, "content_digest": _content_digest(racy, hashes)}, stored)
+            return stored
     content = _content_digest(racy, hashes)  # before computing, like the stats
     body = compute()
     if len(body) <= MAX_BODY:
@@ -243,14 +250,14 @@ def _load(path: str, key: str) -> _Entry | None:
     return _Entry(header, body)  # its hash matches what _store wrote: the UTF-8 of a str
 
 
-def _store(path_text: str, header: dict[str, Any], body: str) -> None:
+def _store(path_text: str, header: dict[str, Any], body: str | bytes) -> None:
     """Write the entry atomically; a full disk or a read-only home costs only the cache, never the answer."""
     from pathlib import Path
 
     import orjson
 
     path = Path(path_text)
-    data = body.encode("utf-8", "surrogateescape")
+    data = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
     header = {**header, "body_len": len(data), "body_sha256": hashlib.sha256(data).hexdigest()}
     try:
         paths.ensure_private_dir(path.parent)
