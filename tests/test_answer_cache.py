@@ -186,6 +186,16 @@ def test_same_size_replacement_recomputes(ao: Run, corpus: list[Path]) -> None:
     assert total_input(recomputes(ao, "--all")) == 10000
 
 
+def rewrite_in_place(path: Path, data: bytes) -> None:
+    """New bytes of the same length, with the file's mtime put back: only its ctime (and, while it is
+    recent, its content hash) can tell."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    with path.open("r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def header_of_entry() -> dict[str, Any]:
     entry = next(answer_cache.cache_dir().glob("cost-all-*.json"))
     return dict(orjson.loads(entry.read_bytes().split(b"\n", 1)[0]))
@@ -201,22 +211,13 @@ def test_racy_files_that_settled_are_not_hashed_again(ao: Run, corpus: list[Path
     assert entries() != before and header_of_entry()["racy"] == [] and settled == fresh(ao, "--all")
     before = entries()
     assert cost(ao, "--all") == settled and entries() == before  # a plain hit now
-    # a settled file rewritten in place with its size and mtime put back: its ctime tells
-    st = corpus[1].stat()
-    with corpus[1].open("r+b") as fh:
-        fh.write(body(2, 9000))
-    os.utime(corpus[1], ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert corpus[1].stat().st_size == st.st_size
+    rewrite_in_place(corpus[1], body(2, 9000))  # settled: its ctime tells
     recomputes(ao, "--all")
 
 
 def test_same_size_rewrite_in_place_within_one_tick_recomputes(ao: Run, corpus: list[Path]) -> None:
     # the racy case: same inode, size and mtime (put back), so only the content hash can tell
-    st = corpus[2].stat()
-    with corpus[2].open("r+b") as fh:
-        fh.write(body(3, 8000))
-    os.utime(corpus[2], ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert corpus[2].stat().st_size == st.st_size
+    rewrite_in_place(corpus[2], body(3, 8000))
     # the cache sees it (ctime, and the content hash of a recent file) and recomputes; the total is what
     # the usage index says, which keys files by (size, mtime, inode, dev) only, so it is not checked here
     recomputes(ao, "--all")

@@ -169,6 +169,18 @@ static int next_member(cursor *c) {
     return 0;
 }
 
+/* An object's `{`: 1 when members follow, 2 for `{}` (both consumed), 0 when no object starts here. */
+static int open_object(cursor *c) {
+    if (c->p >= c->end || *c->p != '{')
+        return 0;
+    c->p++;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 2;
+    }
+    return 1;
+}
+
 static int key_is(const char *s, Py_ssize_t n, const char *name) {
     return (Py_ssize_t)strlen(name) == n && memcmp(s, name, n) == 0;
 }
@@ -185,13 +197,9 @@ static int usage_obj(cursor *c, long long vals[6], int *is_null) {
         *is_null = 1;
         return 1;
     }
-    if (c->p >= c->end || *c->p != '{')
-        return 0;
-    c->p++;
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        return 1;
-    }
+    int opened = open_object(c);
+    if (opened != 1)
+        return opened == 2; /* {}: every count null */
     unsigned seen = 0;
     for (;;) {
         const char *s;
@@ -238,14 +246,12 @@ static int payload_obj(cursor *c, record *r) {
     r->has_payload = 0;
     if (literal_null(c))
         return 1;
-    if (c->p >= c->end || *c->p != '{')
+    int opened = open_object(c);
+    if (opened == 0)
         return 0;
-    c->p++;
     r->has_payload = 1;
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
+    if (opened == 2)
         return 1;
-    }
     unsigned seen = 0;
     for (;;) {
         const char *s;
@@ -299,12 +305,9 @@ static int record_line(const char *p, const char *end, record *r) {
     memset(r, 0, sizeof(*r));
     r->stamp_n = -1;
     r->rid_n = -1;
-    if (c.p >= c.end || *c.p != '{')
-        return 0;
-    c.p++;
+    if (open_object(&c) != 1)
+        return 0; /* not an object, or {}: no record */
     unsigned seen = 0;
-    if (c.p < c.end && *c.p == '}')
-        return 0; /* an empty object is no record */
     for (;;) {
         const char *s;
         Py_ssize_t n;
