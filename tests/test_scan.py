@@ -211,6 +211,91 @@ def compiled_variants() -> list[bytes]:
     ]
 
 
+REAL_CONTEXT = (b'{"timestamp":"2026-12-04T03:23:31.492Z","ordinal":5,"type":"turn_context","payload":{"turn_id":'
+                b'"01a23f14-1906","root_turn_id":"01a23f14-1906","disabled_plugin_ids":[],"cwd":"/tmp/ws",'
+                b'"approval_policy":"never","approvals_reviewer":"user","permission_profile":{"type":"disabled"},'
+                b'"model":"gpt-5.4-mini","collaboration_mode":{"mode":"default","settings":{"model":"gpt-5.1-codex",'
+                b'"reasoning_effort":null,"developer_instructions":null}},"multi_agent_version":"v1",'
+                b'"realtime_active":false,"summary":"none","sandbox_policy":{"type":"danger-full-access"}}}')
+
+
+def context_variants() -> list[bytes]:
+    """turn_context lines at the edge of what the compiled reader accepts (any valid JSON, within its
+    limits): it must switch the model as orjson and FileFold.feed do, or leave the line to the walk."""
+    ctx = REAL_CONTEXT
+    swap = ctx.replace
+    return [
+        ctx, b" " + ctx + b" \r", swap(b'":', b'" : '), swap(b',"', b' ,\t"'), ctx + b"x", ctx[:-1], ctx + b"}",
+        swap(b'"model":"gpt-5.4-mini"', b'"model":""'), swap(b'"model":"gpt-5.4-mini"', b'"model":null'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":7'), swap(b'"model":"gpt-5.4-mini"', b'"model":["m"]'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"a","model":"gpt-5.5"'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"gpt-5.5","model":null'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"gpt\\u002d5"'),            # an escape: the walk decodes it
+        swap(b'"model":"gpt-5.4-mini"', b'"mod\\u0065l":"gpt-5.5"'),            # a key spelled with an escape
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"gpt\\n5"'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"gpt-\xc3\xa9"'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"gpt-\x7f"'),
+        swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\\"\\\\\\/\\b\\f\\n\\r\\t"'),
+        swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\xc0\xaf"'), swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\xed\xa0\x80"'),
+        swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\xf4\x90\x80\x80"'), swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\xc3"'),
+        swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\x01"'), swap(b'"cwd":"/tmp/ws"', b'"cwd":"a\\x"'),
+        swap(b'"cwd":"/tmp/ws"', b'"cwd":"\\ud800"'),
+        swap(b'"ordinal":5', b'"ordinal":-0'), swap(b'"ordinal":5', b'"ordinal":-01'),
+        swap(b'"ordinal":5', b'"ordinal":5.5'), swap(b'"ordinal":5', b'"ordinal":1e3'),
+        swap(b'"ordinal":5', b'"ordinal":123456789012345678901'), swap(b'"ordinal":5', b'"ordinal":05'),
+        swap(b'"ordinal":5', b'"ordinal":tru'), swap(b'"ordinal":5', b'"ordinal":[1,[2,[]],{}]'),
+        swap(b'"ordinal":5', b'"ordinal":[1,]'), swap(b'"ordinal":5', b'"ordinal":{"a":1,}'),
+        swap(b'"ordinal":5', b'"ordinal":' + b"[" * 70 + b"]" * 70),
+        swap(b'"ordinal":5', b'"ordinal":' + b"[" * 20 + b"]" * 20),
+        swap(b'"type":"turn_context"', b'"type":"turn_context","type":"event_msg"'),
+        swap(b'"type":"turn_context"', b'"type":"event_msg","type":"turn_context"'),
+        swap(b'"type":"turn_context"', b'"type":"turn_context","type":null'),
+        swap(b'"type":"turn_context"', b'"x":{"type":"turn_context"}'),
+        swap(b'"type":"turn_context"', b'"x":{"type":"turn_context"},"type":"token_usage_record"'),
+        swap(b'"type":"turn_context"', b'"type":"task_started","x":{"type":"turn_context"}'),
+        swap(b'"payload":{', b'"payload":null,"p":{'), swap(b'"payload":{', b'"payload":{"model":"x"},"payload":{'),
+        swap(b'"payload":{', b'"p":{"model":"x"},"payload":{'),
+        swap(b'"summary":"none"', b'"summary":{"type":"token_count"}'),
+        b'{"type":"turn_context"}', b'{"type":"turn_context","payload":{"model":"m"}}', b'{}{"type":"turn_context"}',
+        b'["type":"turn_context"]', b'{"type":"turn_context","payload":[]}',
+    ]
+
+
+REAL_SETTINGS = (b'{"timestamp":"2026-12-04T03:23:31.492Z","ordinal":6,"type":"event_msg","payload":{"type":'
+                 b'"thread_settings_applied","thread_id":"01a23f14-18f4","thread_settings":{"model":"gpt-5.4-mini",'
+                 b'"model_provider_id":"bench","approval_policy":"never","approvals_reviewer":"user",'
+                 b'"requested_approvals_reviewer":"user","permission_profile":{"type":"disabled"},"cwd":"/tmp/ws",'
+                 b'"runtime_workspace_roots":["/tmp/ws"],"collaboration_mode":{"mode":"default","settings":'
+                 b'{"model":"gpt-5.1-codex","reasoning_effort":null,"developer_instructions":null}},'
+                 b'"disabled_plugin_ids":[]}}}')
+
+
+def settings_variants() -> list[bytes]:
+    """thread_settings_applied lines at the edge of what the compiled reader accepts."""
+    st = REAL_SETTINGS
+    swap = st.replace
+    return [
+        st, swap(b'"model":"gpt-5.4-mini"', b'"model":""'), swap(b'"model":"gpt-5.4-mini"', b'"model":null'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"a","model":"gpt-5.5"'),
+        swap(b'"model":"gpt-5.4-mini"', b'"model":"gpt\\u002d5"'),
+        swap(b'"thread_settings":{', b'"model":"top","thread_settings":{'),
+        swap(b'"disabled_plugin_ids":[]}', b'"disabled_plugin_ids":[]},"model":"top"'),   # not the settings' model
+        b'{"type":"event_msg","payload":{"type":"thread_settings_applied","model":"m"}}',
+        swap(b'"thread_settings":{', b'"thread_settings":null,"x":{'),
+        swap(b'"thread_settings":{', b'"thread_settings":{"model":"gpt-5.5"},"thread_settings":{'),
+        swap(b'"thread_settings":{', b'"thread_settings":{"model":"gpt-5.5"},"x":{'),
+        swap(b'"disabled_plugin_ids":[]}', b'"disabled_plugin_ids":[]},"thread_settings":[]'),
+        swap(b'"type":"thread_settings_applied"', b'"type":"thread_settings_applied","type":"token_count"'),
+        swap(b'"type":"thread_settings_applied"', b'"type":"task_started","x":{"type":"thread_settings_applied"}'),
+        swap(b'"type":"event_msg"', b'"type":"response_item"'), swap(b'"type":"event_msg"', b'"type":"turn_context"'),
+        swap(b'"type":"event_msg"', b'"type":"event_msg","type":"x"'),
+        swap(b'"payload":{', b'"payload":{"model":"x"},"payload":{'),
+        swap(b'"cwd":"/tmp/ws"', b'"cwd":"/tmp/\xff"'), st[:-1],
+        b'{"type":"event_msg","payload":{"type":"thread_settings_applied"}}',
+        b'{"type":"event_msg","payload":{"type":"thread_settings_applied","thread_settings":{"model":"m"}}}',
+    ]
+
+
 def whole_read(path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
     with monkeypatch.context() as m:
         if not compiled:
@@ -218,10 +303,11 @@ def whole_read(path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> A
         return scan.read_fresh(str(path))
 
 
-@pytest.mark.parametrize("n", range(len(variants()) + len(compiled_variants())))
+@pytest.mark.parametrize("n", range(len(variants()) + len(compiled_variants()) + len(context_variants())
+                                     + len(settings_variants())))
 def test_each_odd_line_folds_the_same_with_the_compiled_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             n: int) -> None:
-    odd = (variants() + compiled_variants())[n]
+    odd = (variants() + compiled_variants() + context_variants() + settings_variants())[n]
     path = tmp_path / "rollout-2026-12-03T18-42-41-01a23d37-42ed-7252-a5c4-ef35766f6a32.jsonl"
     # before the first record, between records (whose id repeats), after a model switch, and last
     body = odd + b"\n" + REAL_RECORD + b"\n" + odd + b"\n" + REAL_RECORD + b"\n" + model_line() + odd + b"\n" \
@@ -233,8 +319,9 @@ def test_each_odd_line_folds_the_same_with_the_compiled_loop(tmp_path: Path, mon
 
 def test_a_random_mix_folds_the_same_with_the_compiled_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(29)
-    pool = variants() + compiled_variants() + [
+    pool = variants() + compiled_variants() + context_variants() + settings_variants() + [
         model_line().rstrip(b"\n"), token_count((5, 1, 1, 0)).rstrip(b"\n"), REAL_RECORD, REAL_RECORD, REAL_META,
+        REAL_CONTEXT, REAL_SETTINGS, model_line("gpt-5.5").rstrip(b"\n"),
         record("resp_a", (3, 1, 1, 0)).rstrip(b"\n"), record("resp_b", (4, 1, 2, 1), "2026-12-04T00:14:59.000Z").rstrip(b"\n"),
         line("event_msg", {"type": "thread_settings_applied", "thread_settings": {"model": "gpt-5.4"}}).rstrip(b"\n"),
         b"garbage", b""]
@@ -256,10 +343,17 @@ def test_the_compiled_loop_stops_where_the_walk_must_decide() -> None:
     ids: list[str] = []
     sums: dict[tuple[str, str], list[int]] = {}
     usage.bucket_of("2026-12-03T18:42:41.709Z")   # the walk caches a bucket before the compiled loop uses it
-    pos, has, dups = scan._fast(chunk, 0, len(chunk), len(chunk) - 1, False, "m1", usage._BUCKETS, seen, ids, sums)
-    # the first record is folded; the turn_context line (a model switch) is the walk's
-    assert (chunk[pos:pos + 21], has, dups, ids) == (cf.TURN_CONTEXT_MARKER, 1, 0, ["resp_b743"])
-    assert sums == {("m1", usage.bucket_of("2026-12-03T18:42:41.709Z")): [4000, 3000, 120, 40, 1]}
+    bucket = usage.bucket_of("2026-12-03T18:42:41.709Z")
+    pos, has, dups, model = scan._fast(chunk, 0, len(chunk), len(chunk) - 1, False, "m1", usage._BUCKETS, seen, ids,
+                                       sums)
+    # the first record is folded under m1, the turn_context line switches the model for the second
+    assert (pos, has, dups, model, ids) == (-1, 1, 0, "gpt-5.1-codex", ["resp_b743", "resp_2"])
+    assert sums == {("m1", bucket): [4000, 3000, 120, 40, 1], ("gpt-5.1-codex", bucket): [4000, 3000, 120, 40, 1]}
+    # a turn_context line it cannot prove (its model escaped) is the walk's, and the model stays
+    escaped = chunk.replace(b'"model":"gpt-5.1-codex"', b'"model":"gpt\\u002d5"')
+    pos, has, dups, model = scan._fast(escaped, 0, len(escaped), len(escaped) - 1, False, "m1", usage._BUCKETS, set(),
+                                       [], {})
+    assert (escaped[pos:pos + 21], model) == (cf.TURN_CONTEXT_MARKER, "m1")
     # a bound (the next session_meta line) stops it before any marker at or past it
     assert scan._fast(chunk, 0, 5, len(chunk) - 1, False, "m1", usage._BUCKETS, set(), [], {})[0] == \
         chunk.index(b'"type":"token_usage_record"')

@@ -3,7 +3,8 @@
  *
  * fold_records walks `"type":"t` markers exactly as scan.fold_chunk does and folds the lines it can
  * prove it understands: token_usage_record lines in the strict shape of scan_shapes.RecordLine, compact
- * JSON with plain ASCII strings and integers of at most 18 digits. At anything else (another marker
+ * JSON with plain ASCII strings and integers of at most 18 digits; and turn_context and
+ * thread_settings_applied lines, any valid JSON within the same limits, for the model they switch to. At anything else (another marker
  * kind, a record it cannot prove plain, a bucket not cached yet, the next session_meta line) it stops
  * and returns the marker's position, and the Python walk handles that one line its own way. So every
  * line it does not fold is folded by the same Python code as without it, and a line it folds is one
@@ -56,7 +57,7 @@ static const char *find_mark(const char *h, size_t n) {
 static const char *find_mark(const char *h, size_t n) { return memmem(h, n, T_MARK, 9); }
 #endif
 
-enum { K_NONE = -1, K_REC = 0, K_TC = 1, K_OTHER = 2 };
+enum { K_NONE = -1, K_REC = 0, K_TC = 1, K_OTHER = 2, K_CTX = 3, K_SET = 4 };
 
 typedef struct {
     const char *p;
@@ -357,6 +358,373 @@ static int record_line(const char *p, const char *end, record *r) {
     return c.p == c.end; /* nothing after the object, not even a carriage return */
 }
 
+/* --- model switches: any valid JSON line, read for the model it switches to ------------------------ */
+
+static void skip_ws(cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r'))
+        c->p++; /* JSON's whitespace but the newline, which ends the line */
+}
+
+/* One UTF-8 sequence at p (its first byte >= 0x80) as orjson accepts it: no overlong form, no encoded
+ * surrogate, nothing above U+10FFFF. Its length, or 0. */
+static int utf8_seq(const unsigned char *p, const unsigned char *end) {
+    unsigned char b = p[0];
+    int n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf)
+        n = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+        n = 3;
+        if (b == 0xe0)
+            lo = 0xa0;
+        else if (b == 0xed)
+            hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        n = 4;
+        if (b == 0xf0)
+            lo = 0x90;
+        else if (b == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (end - p < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (int i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* Any JSON string: valid UTF-8, no control byte, escapes of one character. A \u escape is refused: it
+ * may spell a key this code compares, or a lone surrogate orjson rejects; the walk reads such a line.
+ * Sets *s, *n to the raw bytes between the quotes, *plain when they are printable ASCII with no escape. */
+static int any_string(cursor *c, const char **s, Py_ssize_t *n, int *plain) {
+    const unsigned char *p = (const unsigned char *)c->p, *end = (const unsigned char *)c->end;
+    if (p >= end || *p != '"')
+        return 0;
+    p++;
+    const unsigned char *start = p;
+    int simple = 1;
+    for (;;) {
+#if defined(__SSE2__)
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        while (p + 16 <= end) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            __m128i odd = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                       _mm_cmplt_epi8(v, space)); /* signed: control bytes and 0x80..0xff */
+            unsigned mask = (unsigned)_mm_movemask_epi8(odd);
+            if (mask) {
+                p += __builtin_ctz(mask);
+                break;
+            }
+            p += 16;
+        }
+#endif
+        if (p >= end)
+            return 0;
+        unsigned char ch = *p;
+        if (ch == '"')
+            break;
+        if (ch == '\\') {
+            if (p + 1 >= end || !strchr("\"\\/bfnrt", p[1]) || p[1] == 0)
+                return 0;
+            simple = 0;
+            p += 2;
+        } else if (ch < 0x20) {
+            return 0;
+        } else if (ch >= 0x80) {
+            int k = utf8_seq(p, end);
+            if (k == 0)
+                return 0;
+            simple = 0;
+            p += k;
+        } else {
+            if (ch == 0x7f)
+                simple = 0;
+            p++;
+        }
+    }
+    *s = (const char *)start;
+    *n = (const char *)p - (const char *)start;
+    *plain = simple;
+    c->p = (const char *)p + 1;
+    return 1;
+}
+
+/* A JSON number as this code proves it: an integer of at most 18 digits, or -0. */
+static int any_number(cursor *c) {
+    long long v;
+    int null;
+    if (c->p < c->end && *c->p == 'n')
+        return 0;
+    if (plain_int(c, &v, &null))
+        return 1;
+    if (c->end - c->p >= 2 && c->p[0] == '-' && c->p[1] == '0') { /* plain_int leaves -0 to its callers */
+        char next = c->end - c->p > 2 ? c->p[2] : ' ';
+        if ((next >= '0' && next <= '9') || next == '.' || next == 'e' || next == 'E')
+            return 0;
+        c->p += 2;
+        return 1;
+    }
+    return 0;
+}
+
+static int any_value(cursor *c, int depth);
+
+/* After `{`: members to the `}`, each value read by any_value. */
+static int any_members(cursor *c, int depth) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 1;
+    }
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int plain;
+        skip_ws(c);
+        if (!any_string(c, &s, &n, &plain))
+            return 0;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != ':')
+            return 0;
+        c->p++;
+        if (!any_value(c, depth))
+            return 0;
+        skip_ws(c);
+        if (c->p >= c->end)
+            return 0;
+        if (*c->p == '}') {
+            c->p++;
+            return 1;
+        }
+        if (*c->p != ',')
+            return 0;
+        c->p++;
+    }
+}
+
+/* Any JSON value, nested at most 64 deep (orjson allows more; deeper lines go to the walk). */
+static int any_value(cursor *c, int depth) {
+    skip_ws(c);
+    if (c->p >= c->end || depth > 64)
+        return 0;
+    const char *s;
+    Py_ssize_t n;
+    int plain;
+    switch (*c->p) {
+    case '{':
+        c->p++;
+        return any_members(c, depth + 1);
+    case '[':
+        c->p++;
+        skip_ws(c);
+        if (c->p < c->end && *c->p == ']') {
+            c->p++;
+            return 1;
+        }
+        for (;;) {
+            if (!any_value(c, depth + 1))
+                return 0;
+            skip_ws(c);
+            if (c->p >= c->end)
+                return 0;
+            if (*c->p == ']') {
+                c->p++;
+                return 1;
+            }
+            if (*c->p != ',')
+                return 0;
+            c->p++;
+        }
+    case '"':
+        return any_string(c, &s, &n, &plain);
+    case 't':
+        if (c->end - c->p >= 4 && memcmp(c->p, "true", 4) == 0) {
+            c->p += 4;
+            return 1;
+        }
+        return 0;
+    case 'f':
+        if (c->end - c->p >= 5 && memcmp(c->p, "false", 5) == 0) {
+            c->p += 5;
+            return 1;
+        }
+        return 0;
+    case 'n':
+        return literal_null(c);
+    default:
+        return any_number(c);
+    }
+}
+
+/* A member's value that is kept when it is a string: *is_str, and the string's bytes and plainness. */
+static int string_or_value(cursor *c, int depth, int *is_str, const char **s, Py_ssize_t *n, int *plain) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '"') {
+        *is_str = 1;
+        return any_string(c, s, n, plain);
+    }
+    *is_str = 0;
+    return any_value(c, depth);
+}
+
+typedef struct {
+    int settings;      /* a thread_settings_applied line: the model is payload.thread_settings.model */
+    int is_obj;        /* the (last) payload is an object */
+    int ptype_str;     /* its (last) "type" is a string */
+    const char *ptype;
+    Py_ssize_t ptype_n;
+    int ptype_plain;
+    int holder_obj;    /* what holds "model" (the payload, or its last thread_settings) is an object */
+    int model_str;     /* its (last) "model" is a string */
+    const char *model;
+    Py_ssize_t model_n;
+    int model_plain;
+} switch_read;
+
+enum { HOLDS_MODEL, SETTINGS_PAYLOAD };
+
+/* An object's members to its `}` (its `{` read). HOLDS_MODEL (a turn_context's payload, or the
+ * thread_settings of a thread_settings_applied): the last "model" goes to x. SETTINGS_PAYLOAD: the last
+ * "type", and the last "thread_settings" read as HOLDS_MODEL when it is an object. */
+static int switch_object(cursor *c, switch_read *x, int depth, int role) {
+    if (role == HOLDS_MODEL) {
+        x->holder_obj = 1;
+        x->model_str = 0;
+    }
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 1;
+    }
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int plain;
+        skip_ws(c);
+        if (!any_string(c, &s, &n, &plain))
+            return 0;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != ':')
+            return 0;
+        c->p++;
+        int ok;
+        if (plain && role == HOLDS_MODEL && key_is(s, n, "model")) {
+            ok = string_or_value(c, depth, &x->model_str, &x->model, &x->model_n, &x->model_plain);
+        } else if (plain && role == SETTINGS_PAYLOAD && key_is(s, n, "type")) {
+            ok = string_or_value(c, depth, &x->ptype_str, &x->ptype, &x->ptype_n, &x->ptype_plain);
+        } else if (plain && role == SETTINGS_PAYLOAD && key_is(s, n, "thread_settings")) {
+            skip_ws(c);
+            if (c->p < c->end && *c->p == '{') {
+                c->p++;
+                ok = switch_object(c, x, depth + 1, HOLDS_MODEL);
+            } else {
+                x->holder_obj = 0;
+                x->model_str = 0;
+                ok = any_value(c, depth);
+            }
+        } else {
+            ok = any_value(c, depth);
+        }
+        if (!ok)
+            return 0;
+        skip_ws(c);
+        if (c->p >= c->end)
+            return 0;
+        if (*c->p == '}') {
+            c->p++;
+            return 1;
+        }
+        if (*c->p != ',')
+            return 0;
+        c->p++;
+    }
+}
+
+/* The payload's value: an object read by switch_object, or any other value. */
+static int switch_payload(cursor *c, switch_read *x) {
+    x->is_obj = 0;
+    x->ptype_str = 0;
+    x->holder_obj = 0;
+    x->model_str = 0;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '{')
+        return any_value(c, 1);
+    x->is_obj = 1;
+    c->p++;
+    return switch_object(c, x, 2, x->settings ? SETTINGS_PAYLOAD : HOLDS_MODEL);
+}
+
+/* The whole line [p, end) as orjson and FileFold.feed read a model switch (cf.model_of): valid JSON, a
+ * top-level object whose last "type" is "turn_context" (`settings` 0), or "event_msg" with a payload whose
+ * last "type" is "thread_settings_applied" (`settings` 1). *model is then the model it switches to when
+ * that is a non-empty string (payload.model, or payload.thread_settings.model), else NULL. 0 when the
+ * line is not one this code can prove so. */
+static int switch_line(const char *p, const char *end, int settings, const char **model, Py_ssize_t *model_n) {
+    cursor c = {p, end};
+    switch_read x;
+    memset(&x, 0, sizeof(x));
+    x.settings = settings;
+    int type_str = 0, type_plain = 0;
+    const char *type = NULL;
+    Py_ssize_t type_n = 0;
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p != '{')
+        return 0;
+    c.p++;
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == '}')
+        return 0; /* {}: no type */
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int plain;
+        skip_ws(&c);
+        if (!any_string(&c, &s, &n, &plain))
+            return 0;
+        skip_ws(&c);
+        if (c.p >= c.end || *c.p != ':')
+            return 0;
+        c.p++;
+        if (plain && key_is(s, n, "type")) {
+            if (!string_or_value(&c, 1, &type_str, &type, &type_n, &type_plain))
+                return 0;
+        } else if (plain && key_is(s, n, "payload")) {
+            if (!switch_payload(&c, &x))
+                return 0;
+        } else if (!any_value(&c, 1)) {
+            return 0;
+        }
+        skip_ws(&c);
+        if (c.p >= c.end)
+            return 0;
+        if (*c.p == '}') {
+            c.p++;
+            break;
+        }
+        if (*c.p != ',')
+            return 0;
+        c.p++;
+    }
+    skip_ws(&c);
+    if (c.p != c.end || !type_str || !type_plain)
+        return 0;
+    if (!key_is(type, type_n, settings ? "event_msg" : "turn_context"))
+        return 0;
+    if (settings && !(x.is_obj && x.ptype_str && x.ptype_plain && key_is(x.ptype, x.ptype_n, "thread_settings_applied")))
+        return 0; /* another event: what it means is the walk's to say */
+    *model = NULL;
+    *model_n = 0;
+    if (x.is_obj && x.holder_obj && x.model_str && x.model_n > 0) {
+        if (!x.model_plain)
+            return 0; /* escaped or not ASCII: the walk decodes it */
+        *model = x.model;
+        *model_n = x.model_n;
+    }
+    return 1;
+}
+
 static int starts(const char *buf, Py_ssize_t len, Py_ssize_t pos, const char *mark) {
     Py_ssize_t n = (Py_ssize_t)strlen(mark);
     return pos + n <= len && memcmp(buf + pos, mark, n) == 0;
@@ -376,11 +744,12 @@ static int add_to(PyObject *list, Py_ssize_t i, long long v) {
 }
 
 /* fold_records(chunk, pos, bound, last_nl, has_records, model, buckets, seen, ids, sums)
- *   -> (pos, has_records, duplicates)
+ *   -> (pos, has_records, duplicates, model)
  *
  * Folds from marker search position `pos` (scan.fold_chunk's `pos` before its `find`) while markers lie
  * before `bound` (the next session_meta line's start) and end by `last_nl`. Returns the position of the
- * marker the Python walk must handle next, or -1 when none is left.
+ * marker the Python walk must handle next, or -1 when none is left; and the model in force after the
+ * turn_context lines it read (`model` itself when none switched it).
  */
 static PyObject *fold_records(PyObject *self, PyObject *args) {
     Py_buffer view;
@@ -390,6 +759,7 @@ static PyObject *fold_records(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nnnpOO!O!O!O!", &view, &pos, &bound, &last_nl, &has_records, &model,
                           &PyDict_Type, &buckets, &PySet_Type, &seen, &PyList_Type, &ids, &PyDict_Type, &sums))
         return NULL;
+    Py_INCREF(model); /* this call's own reference: a turn_context line may replace it */
     const char *buf = (const char *)view.buf;
     Py_ssize_t len = view.len;
     Py_ssize_t duplicates = 0;
@@ -412,9 +782,9 @@ static PyObject *fold_records(PyObject *self, PyObject *args) {
         if (ch == 'o')
             kind = starts(buf, len, at, REC_MARK) ? K_REC : starts(buf, len, at, TC_MARK) ? K_TC : K_NONE;
         else if (ch == 'u')
-            kind = starts(buf, len, at, CTX_MARK) ? K_OTHER : K_NONE;
+            kind = starts(buf, len, at, CTX_MARK) ? K_CTX : K_NONE;
         else if (ch == 'h')
-            kind = starts(buf, len, at, SET_MARK) ? K_OTHER : K_NONE;
+            kind = starts(buf, len, at, SET_MARK) ? K_SET : K_NONE;
         if (kind == K_NONE) {
             pos = at + 9;
             continue;
@@ -436,6 +806,27 @@ static PyObject *fold_records(PyObject *self, PyObject *args) {
         Py_ssize_t start = at;
         while (start > 0 && buf[start - 1] != '\n')
             start--;
+        if (kind == K_CTX || kind == K_SET) {
+            /* scan.fold_chunk's other(): with records, a line naming a token_count is skipped whole */
+            if (has_records && memmem(buf + start, (size_t)(end - start), TC_MARK, sizeof(TC_MARK) - 1)) {
+                pos = end;
+                continue;
+            }
+            const char *m;
+            Py_ssize_t mn;
+            if (!switch_line(buf + start, buf + end, kind == K_SET, &m, &mn)) {
+                stop = at;
+                break;
+            }
+            if (m != NULL) {
+                PyObject *switched = PyUnicode_FromStringAndSize(m, mn);
+                if (switched == NULL)
+                    goto error;
+                Py_SETREF(model, switched);
+            }
+            pos = end;
+            continue;
+        }
         record r;
         if (!record_line(buf + start, buf + end, &r) || !r.type_ok || !r.has_payload || !r.has_usage ||
             r.stamp_n < 16 || r.stamp[r.stamp_n - 1] != 'Z') {
@@ -507,9 +898,12 @@ static PyObject *fold_records(PyObject *self, PyObject *args) {
         pos = end;
     }
     PyBuffer_Release(&view);
-    return Py_BuildValue("nin", stop, has_records, duplicates);
+    PyObject *out = Py_BuildValue("ninO", stop, has_records, duplicates, model);
+    Py_DECREF(model);
+    return out;
 error:
     PyBuffer_Release(&view);
+    Py_DECREF(model);
     return NULL;
 }
 

@@ -212,8 +212,9 @@ def fold_chunk(chunk: bytes, last_nl: int, line_base: int, fold: usage.FileFold,
         if fast is not None:
             # the compiled loop folds plain records up to the next session_meta line and stops at the
             # first marker it leaves to this walk (its position), or finds none left (-1)
-            pos, has_records, dups = fast(chunk, pos, metas[m][0] if m < n_metas else last_nl + 1, last_nl,
-                                          fold.has_records, fold.model, buckets, seen, ids, sums)
+            pos, has_records, dups, fold.model = fast(chunk, pos, metas[m][0] if m < n_metas else last_nl + 1,
+                                                      last_nl, fold.has_records, fold.model, buckets, seen, ids,
+                                                      sums)
             fold.has_records = bool(has_records)
             own.duplicates += dups  # type: ignore[union-attr]
             if pos < 0:
