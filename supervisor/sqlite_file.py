@@ -25,8 +25,9 @@ def create(path: Path, script: str) -> None:
             os.unlink(tmp)
 
 
-def open_wal(path: Path, timeout: float) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+def open_wal(path: Path, timeout: float, threads: bool = False) -> sqlite3.Connection:
+    """`threads`: the connection may be handed to another thread (one at a time, never shared)."""
+    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=not threads)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     return con

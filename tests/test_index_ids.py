@@ -88,3 +88,80 @@ def test_an_old_index_is_rebuilt(home: Path) -> None:
     con.close()
     assert totals(scan_all(home)) == (100, 0, 10, 0)
     assert len(id_rows()) == 1
+
+
+# --- the commit left running while a cold `ao cost --all` builds its report ----------------------------
+def five_files(home: Path) -> None:
+    for n in range(1, 6):
+        rollout_file(home, n, meta(tid(n)) + model_line() + record(f"resp_{n}", (10 * n, n, 2, 0)))
+
+
+def file_rows() -> int:
+    con = sqlite3.connect(index.index_path())
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+    finally:
+        con.close()
+
+
+def behind(home: Path) -> index.Refresh:
+    return index.refresh(index.discover(home), prune_roots=[home / "sessions"], commit_behind=True)
+
+
+def test_a_commit_behind_gives_the_same_usage_and_is_whole_once_settled(home: Path) -> None:
+    five_files(home)
+    result = behind(home)
+    result.settle()
+    result.settle()  # once is enough; again is harmless
+    assert totals(result) == (150, 15, 10, 0) and file_rows() == 5
+    again = scan_all(home)
+    assert again.read_files == 0 and totals(again) == (150, 15, 10, 0)  # warm: the commit landed
+
+
+def test_a_commit_that_fails_is_an_error_and_leaves_nothing_half_written(home: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    five_files(home)
+    scan_all(home)  # the index exists, with these five
+    rollout_file(home, 6, meta(tid(6)) + model_line() + record("resp_6", (60, 6, 2, 0)))
+    connect = index.connect
+
+    def refusing(threads: bool = False) -> sqlite3.Connection:
+        con = connect(threads)
+
+        def authorize(action: int, arg1: str | None, *_: object) -> int:
+            # SQLite asks before each transaction statement; COMMIT is refused, as a full disk would fail it
+            return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" \
+                else sqlite3.SQLITE_OK
+        con.set_authorizer(authorize)
+        return con
+
+    monkeypatch.setattr(index, "connect", refusing)
+    result = behind(home)
+    assert totals(result) == (210, 21, 12, 0)  # what the transaction read
+    with pytest.raises(index.FatalError, match="usage index .* is unusable"):
+        result.settle()
+    monkeypatch.setattr(index, "connect", connect)
+    assert file_rows() == 5  # the sixth file's rows were rolled back, not left half-written
+    assert totals(scan_all(home)) == (210, 21, 12, 0) and file_rows() == 6
+
+
+def test_an_interrupted_caller_still_waits_for_the_commit(home: Path, tmp_path: Path) -> None:
+    """^C after the refresh but before settle(): the process's exit waits for the commit thread."""
+    import subprocess
+    import sys
+
+    five_files(home)
+    script = ("import os, sys\n"
+              "from pathlib import Path\n"
+              "from supervisor.observe import index\n"
+              "home = Path(os.environ['CODEX_HOME'])\n"
+              "run = index._CommitBehind._run\n"
+              "def slow(self, con):\n"  # a commit still running when the ^C unwinds the main thread
+              "    import time; time.sleep(0.5); run(self, con)\n"
+              "index._CommitBehind._run = slow\n"
+              "index.refresh(index.discover(home), prune_roots=[home / 'sessions'], commit_behind=True)\n"
+              "raise KeyboardInterrupt\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    assert file_rows() == 5
+    assert scan_all(home).read_files == 0

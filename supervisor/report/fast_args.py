@@ -5,8 +5,9 @@ an unknown or repeated option, a missing value, a value that looks like an optio
 """
 from __future__ import annotations
 
-# Set by a fast path whose answer came whole from `ao watch` or a stored answer and is written: the
-# process then holds no database, thread or temp file, and entry.py ends it without the teardown.
+# Set by a fast path whose answer is written whole (from `ao watch`, a stored answer, or computed with
+# every database closed and every worker reaped): the process then holds no database, thread or temp
+# file, and entry.py ends it without the teardown.
 served = False
 
 

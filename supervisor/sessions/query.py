@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -115,17 +115,24 @@ def codex_homes(records: list[SessionRecord] | None = None) -> list[Path]:
     return list(homes.values())
 
 
-def all_entries(codex_home: Path | None = None) -> tuple[list[UsageEntry], list[str]]:
+def all_entries(codex_home: Path | None = None, commit_behind: bool = False
+                ) -> tuple[list[UsageEntry], list[str], Callable[[], None]]:
     """Entries for every rollout under sessions/ and archived_sessions/ of `codex_home`, or of every
-    CODEX_HOME ao has used (`codex_homes`) when none is given."""
+    CODEX_HOME ao has used (`codex_homes`) when none is given; and the index's `settle` (see
+    index.refresh's `commit_behind`), to call before the process ends."""
     from supervisor.observe import index
 
     homes = [codex_home] if codex_home else codex_homes()
     found = [p for home in homes for p in index.discover(home)]
     roots = [root for home in homes for root in (home / "sessions", home / "archived_sessions")]
-    refreshed = index.refresh(found, prune_roots=roots)
-    return [UsageEntry(f.thread_id or Path(f.path).name, f.cwd or "", model, bucket, tokens)
-            for f, model, bucket, tokens in index.iter_sums(refreshed.files.values())], refreshed.warnings
+    refreshed = index.refresh(found, prune_roots=roots, commit_behind=commit_behind)
+    try:
+        entries = [UsageEntry(f.thread_id or os.path.basename(f.path), f.cwd or "", model, bucket, tokens)
+                   for f, model, bucket, tokens in index.iter_sums(refreshed.files.values())]
+    except BaseException:
+        refreshed.settle()
+        raise
+    return entries, refreshed.warnings, refreshed.settle
 
 
 def sessions_usage(records: list[SessionRecord], table: Mapping[str, Any]) -> dict[str, SessionUsage]:
