@@ -431,6 +431,81 @@ def test_one_and_many_workers_write_the_same_index(home: Path, monkeypatch: pyte
     assert any(":5: skipped a corrupt line" in w for w in result.warnings)
 
 
+def started_reads(monkeypatch: pytest.MonkeyPatch) -> list[scan.Reads]:
+    """Every scan.Reads made from now on, in order."""
+    made: list[scan.Reads] = []
+    real = scan.Reads.__init__
+
+    def record_init(self: scan.Reads, items: Any, warnings: list[str]) -> None:
+        real(self, items, warnings)
+        made.append(self)
+    monkeypatch.setattr(scan.Reads, "__init__", record_init)
+    return made
+
+
+def children() -> list[Any]:
+    """This process's children, zombies included: a worker not reaped is still one."""
+    import psutil
+    return psutil.Process().children()
+
+
+def test_with_no_index_the_workers_start_before_it_is_opened(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = corpus(home)
+    small_batches(monkeypatch)
+    monkeypatch.setenv(scan.WORKERS_ENV, "1")
+    one = snapshot(cold(home))
+    monkeypatch.setenv(scan.WORKERS_ENV, "3")
+    made = started_reads(monkeypatch)
+    connect = index.connect
+    running: list[int] = []
+
+    def watching(threads: bool = False) -> sqlite3.Connection:
+        running.append(len(made[0].workers) if made else 0)  # workers already forked when the index opens
+        return connect(threads)
+    monkeypatch.setattr(index, "connect", watching)
+    assert snapshot(cold(home)) == one
+    assert running[0] == 3 and len(made) == 1 and len(made[0].items) == len(files)
+    assert children() == []
+
+
+def test_files_another_ao_indexed_meanwhile_are_not_taken_from_the_early_workers(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = corpus(home)
+    small_batches(monkeypatch)
+    monkeypatch.setenv(scan.WORKERS_ENV, "1")
+    one = snapshot(cold(home))
+    monkeypatch.setenv(scan.WORKERS_ENV, "2")
+    index.index_path().unlink()
+    made = started_reads(monkeypatch)
+    connect = index.connect
+
+    def racing(threads: bool = False) -> sqlite3.Connection:
+        if len(made) == 1:  # while this refresh's workers read, another ao indexes two of the files
+            monkeypatch.setattr(index, "connect", connect)
+            index.refresh([str(files["plain1"]), str(files["plain2"])])
+        return connect(threads)
+    monkeypatch.setattr(index, "connect", racing)
+    result = index.refresh(index.discover(home), prune_roots=[home])
+    assert len(made) == 3  # the early reads, the other ao's, and the ones for what was still fresh
+    assert len(made[2].items) == len(files) - 2
+    assert snapshot(result)[2:] == one[2:]  # the same rows, sums and ids
+    assert children() == []
+
+
+def test_no_worker_is_left_when_the_index_cannot_be_opened(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus(home)
+    monkeypatch.setenv(scan.WORKERS_ENV, "2")
+    made = started_reads(monkeypatch)
+
+    def failing(threads: bool = False) -> sqlite3.Connection:
+        raise index.FatalError("cannot open the usage index: disk full")
+    monkeypatch.setattr(index, "connect", failing)
+    with pytest.raises(index.FatalError, match="disk full"):
+        index.refresh(index.discover(home), prune_roots=[home])
+    assert len(made) == 1 and len(made[0].workers) == 2 and all(w[2] for w in made[0].workers)  # reaped
+    assert children() == []
+
+
 def test_a_response_repeated_across_workers_counts_once_for_the_oldest(home: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     small_batches(monkeypatch)

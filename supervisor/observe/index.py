@@ -276,7 +276,19 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_be
             # a FIFO would block the open and /dev/zero would never end: treat it as absent
             out.warnings.append(str(cf.NotRegularFile(p, st.st_mode)))
             stats[p] = None
-    con = connect(threads=commit_behind)
+    early = None
+    if not index_path().exists():
+        # no index: every file will be read fresh, so the workers start reading now, while the index is
+        # made and opened (_update takes them when its own list of fresh files is the same)
+        from supervisor.observe import scan
+
+        early = scan.Reads(_fresh_files([p for p in wanted if stats[p] is not None], {}, stats)[1], [])
+    try:
+        con = connect(threads=commit_behind)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     try:
         known = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev FROM files")}
         roots = [str(r) + os.sep for r in prune_roots]
@@ -292,7 +304,7 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_be
             collecting = gc.isenabled()
             gc.disable()
             try:
-                _update(con, todo, gone, stats, wanted, out)
+                _update(con, todo, gone, stats, wanted, out, early)
                 _collect(con, [p for p in wanted if p in present], out)  # the transaction reads its own writes
                 if commit_behind:
                     out.behind = _CommitBehind(con)  # it closes con
@@ -309,9 +321,22 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_be
     except sqlite3.DatabaseError as exc:
         raise FatalError(f"the usage index {index_path()} is unusable ({exc}); delete it and run again") from None
     finally:
+        if early is not None:
+            early.close()
         if out.behind is None:
             con.close()
     return out
+
+
+def _fresh_files(todo: list[str], rows: dict[str, Any], stats: dict[str, os.stat_result | None]
+                 ) -> tuple[list[str], list[tuple[str, int]]]:
+    """`todo` in name order; and those of them the index has never read that workers may read, with
+    their sizes, in that order."""
+    from supervisor.observe import scan
+
+    guess = sorted(todo, key=os.path.basename)
+    return guess, [(p, st.st_size) for p in guess if p not in rows and (st := stats[p]) is not None
+                   and not p.endswith(cf.COMPRESSED_SUFFIX) and st.st_size <= scan.MAX_WORKER_FILE]
 
 
 def _in_order(todo: list[str], created: dict[str, str] | None = None) -> list[str]:
@@ -358,7 +383,9 @@ class _Seen:
 
 
 def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: dict[str, os.stat_result | None],
-            wanted: list[str], out: Refresh) -> None:
+            wanted: list[str], out: Refresh, early: Any = None) -> None:
+    """Write what changed in `todo` and `gone`. `early`: a scan.Reads started before the write lock was
+    taken, used when it reads exactly the files found fresh under the lock (refresh closes it)."""
     # re-read under the write lock: another ao may have advanced these files meanwhile
     rows = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev, offset, line_no, head, fold,"
                                              " warnings, fid FROM files")}
@@ -384,14 +411,19 @@ def _update(con: sqlite3.Connection, todo: list[str], gone: list[str], stats: di
     # Files the index has never read are folded on their own, in worker processes on a big job, while
     # this process writes them in name order. Creation order is what decides (see _in_order): when it
     # differs, those writes are undone and done again in creation order, so dedup and forks stay exact.
-    guess = sorted(todo, key=os.path.basename)
-    fresh = [(p, st.st_size) for p in guess if p not in rows and (st := stats[p]) is not None
-             and not p.endswith(cf.COMPRESSED_SUFFIX) and st.st_size <= scan.MAX_WORKER_FILE]
-    scan_warnings: list[str] = []
+    guess, fresh = _fresh_files(todo, rows, stats)
+    if early is not None and early.items == fresh:
+        stream: Iterator[tuple[str, Any]] = iter(early)
+        scan_warnings = early.warnings
+    else:  # another ao indexed some of them first, or a rebuild: read what is fresh now
+        if early is not None:
+            early.close()
+        scan_warnings = []
+        stream = scan.read_all(fresh, scan_warnings)
     reads: dict[str, Any] = {}
     con.execute("SAVEPOINT written")
     mark = (len(out.warnings), out.read_files, out.read_bytes, out.resets)
-    _write_all(con, guess, rows, stats, wanted, out, reads, scan.read_all(fresh, scan_warnings))
+    _write_all(con, guess, rows, stats, wanted, out, reads, stream)
     order = _in_order(todo, {p: r.created for p, r in reads.items()})
     if order != guess:
         con.execute("ROLLBACK TO written")

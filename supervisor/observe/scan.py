@@ -457,42 +457,63 @@ def _batches(items: list[tuple[str, int]], parts: int) -> list[list[str]]:
 
 def read_all(items: list[tuple[str, int]], warnings: list[str]) -> Iterator[tuple[str, FileRead]]:
     """(path, size) -> (path, the file folded on its own), in the order given; by worker processes when
-    the job is big enough, so the caller writes results while the rest are read.
+    the job is big enough, so the caller writes results while the rest are read. The workers start
+    when the iteration does; `Reads` starts them at once."""
+    reads = Reads(items, warnings)
+    try:
+        yield from reads
+    finally:
+        reads.close()
+
+
+class Reads:
+    """read_all's reading, with its workers started at once, so the caller can do other work (open the
+    index, sort the files) while they read. Iterate it once; close() it in every case: it ends and reaps
+    the workers, which are otherwise left to end when their pipe closes.
 
     Worker k reads batches k, k + n, k + 2n ... and writes each result to its own pipe, in order: no task
     queue and no threads here, whose turns at the GIL starved the workers. A worker that dies (killed,
     out of memory) costs time, not counts: what it had not sent is read in this process instead, and a
     warning says so.
     """
-    procs = workers_for(sum(size for _, size in items), len(items))
-    batches = _batches(items, procs)
-    procs = min(procs, len(batches))
-    workers: list[list[Any]] = []   # [pid, read end, reaped]
-    # imported before the fork: a child of a threaded process (`ao watch`) should not need the import lock
-    from supervisor.observe import scan_shapes as shapes
-    try:
+
+    def __init__(self, items: list[tuple[str, int]], warnings: list[str]) -> None:
+        self.items = items
+        self.warnings = warnings
+        procs = workers_for(sum(size for _, size in items), len(items))
+        self.batches = _batches(items, procs)
+        procs = min(procs, len(self.batches))
+        # imported before the fork: a child of a threaded process (`ao watch`) should not need the import lock
+        from supervisor.observe import scan_shapes  # noqa: F401
+        self.workers: list[list[Any]] = []   # [pid, read end, reaped]
         if procs > 1 and hasattr(os, "fork"):
-            workers = _start(batches, procs)
+            self.workers = _start(self.batches, procs)
+
+    def __iter__(self) -> Iterator[tuple[str, FileRead]]:
+        from supervisor.observe import scan_shapes as shapes
+        workers = self.workers
         if not workers:
-            for path, _ in items:
+            for path, _ in self.items:
                 yield path, read_fresh(path)
             return
+        procs = len(workers)
         dead: str | None = None
-        for n, batch in enumerate(batches):
+        for n, batch in enumerate(self.batches):
             reads = None if dead else _receive(workers[n % procs][1])
             if reads is None:
                 if dead is None:
                     dead = _reap(workers, n % procs)
-                    left = sum(len(b) for b in batches[n:])
-                    warnings.append(f"a usage scan worker died ({dead}); {left} rollouts were read in the main "
-                                    "process instead")
+                    left = sum(len(b) for b in self.batches[n:])
+                    self.warnings.append(f"a usage scan worker died ({dead}); {left} rollouts were read in the "
+                                         "main process instead")
                 for path in batch:
                     yield path, read_fresh(path)
                 continue
             for read in shapes.decode_reads(reads):
                 yield read.path, read
-    finally:
-        _end(workers)
+
+    def close(self) -> None:
+        _end(self.workers)
 
 
 def _start(batches: list[list[str]], procs: int) -> list[list[Any]]:
