@@ -249,7 +249,7 @@ def _compute_text(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str 
 def cached_report(all_rollouts: bool, by: str, tz: dt.tzinfo | None, tz_name: str | None, since: str | None,
                   until: str | None, overrides: Any, raw: bool = False) -> Any:
     """The `ao cost --json` text: stored if no rollout, session, home, price or zone changed, else fresh.
-    With `raw`, a stored one comes as its UTF-8 bytes (answer_cache.answer_bytes)."""
+    With `raw`, a stored one comes as a view of its UTF-8 bytes (answer_cache.answer_bytes)."""
     from supervisor.observe import answer_cache
 
     args = {"by": by, "since": since, "until": until, "timezone": tz_name,
@@ -310,8 +310,8 @@ def pricing_overrides(explicit: str | None = None) -> Any:
 
 def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]:
     """(stdout, stderr) of `ao cost ARGS` computed here: the stored answer when nothing changed. With
-    `raw` and --json, stdout is the document as stored (UTF-8 bytes, or text when computed now), without
-    its final newline."""
+    `raw` and --json, stdout is the document as stored (a view of its UTF-8 bytes, or text when computed
+    now), without its final newline."""
     from supervisor.errors import FatalError
     since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
     if since and until and since > until:
@@ -322,6 +322,15 @@ def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]
     if raw and args.as_json:
         return text, ""
     return render(text, args.by, args.all_rollouts, args.as_json)
+
+
+def _has_escape(out: str | memoryview) -> bool:
+    if isinstance(out, str):
+        return "\x1b" in out
+    whole = out.obj  # `in` on a view compares item by item; on the bytes it views (a JSON header, whose
+    if isinstance(whole, bytes):  # control characters are escaped, and the answer) it is one search
+        return b"\x1b" in whole
+    return b"\x1b" in bytes(out)
 
 
 def _terminated(_signum: int, _frame: Any) -> None:
@@ -352,7 +361,7 @@ def fast_cost(argv: list[str]) -> int | None:
             out, err = answer(args, pricing_overrides(), raw=True)
         except FatalError:
             return None  # click words the error (the same line; one place keeps it so)
-        if ("\x1b" if isinstance(out, str) else b"\x1b") in out or "\x1b" in err:
+        if _has_escape(out) or "\x1b" in err:
             return None  # click.echo strips escapes on a pipe; only click prints those the same
         if isinstance(out, str):
             sys.stdout.write(out if not args.as_json else out + "\n")
