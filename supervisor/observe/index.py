@@ -155,7 +155,8 @@ class _Parents:
 
     def __init__(self, con: sqlite3.Connection, candidates: Iterable[str], acc: _Pending | None = None) -> None:
         self.con = con
-        self.by_thread = {t: p for p in candidates if (t := cf.thread_of_name(p))}
+        self.candidates = candidates
+        self.by_thread: dict[str, str] | None = None  # made on the first question: most refreshes ask none
         self.cache: dict[tuple[str, int | None], usage.History | None] = {}
         self.acc = acc
 
@@ -166,6 +167,8 @@ class _Parents:
         return self.con
 
     def _path(self, thread_id: str) -> str | None:
+        if self.by_thread is None:
+            self.by_thread = {t: p for p in self.candidates if (t := cf.thread_of_name(p))}
         path = self.by_thread.get(thread_id)
         if path is None:
             row = self._files().execute("SELECT path FROM files WHERE thread_id = ?", (thread_id,)).fetchone()
