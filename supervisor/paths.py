@@ -96,10 +96,11 @@ def codex_cache_dir() -> Path:
     return ao_home() / "cache" / "codex"
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, durable: bool = True) -> None:
     """Write via a temp file in the same dir and rename, so readers never see half a file.
 
-    Private (0600) unless `mode` says otherwise, e.g. 0o755 for an executable.
+    Private (0600) unless `mode` says otherwise, e.g. 0o755 for an executable. `durable`: the bytes
+    reach the disk before the rename; a cache whose readers check what they read can skip that wait.
     """
     import tempfile  # lazy: it pulls in random, shutil and more, which read-only commands never need
 
@@ -110,7 +111,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -262,7 +262,8 @@ def _store(path_text: str, header: dict[str, Any], body: str | bytes | memoryvie
     header = {**header, "body_len": len(data), "body_sha256": hashlib.sha256(data).hexdigest()}
     try:
         paths.ensure_private_dir(path.parent)
-        paths.atomic_write(path, orjson.dumps(header) + b"\n" + data)
+        # not fsynced: after a crash a torn entry fails its length or hash check and is computed again
+        paths.atomic_write(path, orjson.dumps(header) + b"\n" + data, durable=False)
         _prune(path.parent)
     except (OSError, TypeError):  # TypeError: a hint orjson cannot write; the next call just misses
         pass
