@@ -193,7 +193,10 @@ def measure(work: Path, gb: float, codex: str, with_ccusage: bool = True, log: A
     env = dict(os.environ, CODEX_HOME=str(corpus), AO_HOME=str(work / "ao-home"), HOME=str(work))
     env.pop("AO_CONFIG", None)
     ao = ao_argv("cost", "--all", "--json")
-    subprocess.run(["cat", *map(str, corpus.rglob("*.jsonl"))], stdout=subprocess.DEVNULL)  # page cache warm
+    # the gigabyte just written is flushed before anything is timed: its writeback would otherwise run
+    # under the first cold runs (grep's and ao's alike); then the page cache is warmed with it
+    os.sync()
+    subprocess.run(["cat", *map(str, corpus.rglob("*.jsonl"))], stdout=subprocess.DEVNULL)
     scaling = []
     for fraction in FRACTIONS:
         part = max(1, round(copies * fraction))
