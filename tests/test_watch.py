@@ -248,20 +248,6 @@ def test_a_watched_answer_costs_the_client_no_json_import(watcher: Any, tmp_path
     assert total_input((tmp_path / "out").read_text()) == 6000
 
 
-def test_a_client_reads_json_as_json_does() -> None:
-    from supervisor.report.watch_client import _dumps, _loads
-
-    odd = "caf\u00e9 \u2603 \U0001f600 \\ \" \n\t\x00\x1b \udcff"  # a lone surrogate: a surrogateescape'd path
-    message = {"env": {"HOME": odd, "TZ": None}, "args": {"all_rollouts": True, "width": 120, "by": "day"},
-               "config": [None, True], "list": [1, -2, 3.5, [], {}]}
-    assert _dumps(message) == json.dumps(message)
-    for header in ({"code": 0, "direct": True, "out_len": 0, "body_len": 0, "error": ""},
-                   {"declined": odd}, {"code": 1, "out_len": 3, "body_len": 7}):
-        assert _loads(json.dumps(header).encode()) == header
-    for bad in (b"", b"{", b'{"a": 1} x', b'{"a": NaN}', b"\xff", b"[1,"):
-        assert _loads(bad) is None, bad
-
-
 def test_stop_and_sigterm_remove_the_socket(watcher: Any) -> None:
     w = watcher()
     done = ao_watch("--stop")

@@ -2,7 +2,7 @@
 
 `ao status` and `ao cost` call `ask` before doing any work. It costs a connect() when a watcher runs
 and a failed connect() (~20 us) when none does, and it imports only what `python -S` already has
-plus `_socket` and `_json` (not `json`, whose `re` and `enum` cost ~5 ms): the answer it brings back
+plus `_socket` and `_json` (supervisor.plain_json, not `json`): the answer it brings back
 saves the imports and the work, so it must not spend them itself.
 
 Every doubt means None, and the caller computes the answer itself (the one-shot path): no socket,
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+from supervisor import plain_json
 
 # typing costs 3 ms to import, a tenth of a watched answer: annotations only
 TYPE_CHECKING = False
@@ -127,7 +129,7 @@ def request(message: dict[str, Any], accept_timeout: float = ACCEPT_TIMEOUT_S, a
         return None
     try:
         sock.settimeout(accept_timeout)
-        sock.sendall(_dumps(message).encode() + b"\n")
+        sock.sendall(plain_json.dumps(message).encode() + b"\n")
         if sock.recv(1) != b"+":
             return None  # "-": the watcher declines (its reason follows, for `ao watch --status`)
         sock.settimeout(answer_timeout)
@@ -185,57 +187,10 @@ def _framed(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
     head, sep, body = raw.partition(b"\n")
     if not sep:
         return None
-    header = _loads(head)
+    header = plain_json.loads(head)
     if not isinstance(header, dict) or header.get("body_len") != len(body):
         return None
     return header, body
-
-
-class _ScanContext:
-    """What `_json.make_scanner` reads from a `json.JSONDecoder`: its defaults, NaN and Infinity refused."""
-
-    strict = True
-    object_hook = object_pairs_hook = parse_constant = array_hook = None
-    parse_float, parse_int = float, int
-
-
-def _unserializable(obj: Any) -> Any:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-def _dumps(obj: Any) -> str:
-    """`json.dumps(obj)`, through the C encoder json itself uses."""
-    try:
-        from _json import encode_basestring_ascii, make_encoder
-
-        encode = make_encoder(None, _unserializable, encode_basestring_ascii, None, ": ", ", ", False, False, True)
-    except (ImportError, AttributeError, TypeError):  # an interpreter without CPython's accelerator
-        import json
-
-        return json.dumps(obj)
-    return "".join(encode(obj, 0))
-
-
-def _loads(text: bytes) -> Any:
-    """`json.loads(text)` through the C scanner json itself uses; None for anything that is not one JSON
-    value alone on the line (nor NaN or Infinity, which the watcher never writes)."""
-    try:
-        from _json import make_scanner
-
-        scan = make_scanner(_ScanContext())  # type: ignore[arg-type]  # it reads only the attributes
-    except (ImportError, AttributeError, TypeError):
-        import json
-
-        try:
-            return json.loads(text)
-        except ValueError:
-            return None
-    try:
-        doc = text.decode("utf-8")
-        value, end = scan(doc, 0)
-    except (ValueError, TypeError, StopIteration, RecursionError):
-        return None
-    return value if end == len(doc) else None
 
 
 def ask(kind: str, args: dict[str, Any], explicit_config: str | None = None) -> int | None:
