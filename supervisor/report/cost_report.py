@@ -9,7 +9,6 @@ from typing import Any
 from supervisor.observe import pricing, usage
 from supervisor.sessions.query import UsageEntry, money
 
-
 _GROUPS = ("session", "project", "model", "day", "month")
 
 
