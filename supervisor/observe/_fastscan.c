@@ -471,8 +471,11 @@ static int any_number(cursor *c) {
 
 static int any_value(cursor *c, int depth);
 
-/* After `{`: members to the `}`, each value read by any_value. */
-static int any_members(cursor *c, int depth) {
+/* What reads one member's value, given its key (raw bytes, and whether they are plain). */
+typedef int (*member_fn)(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth);
+
+/* After an object's `{`: each member to the `}`, its value read by `member`. */
+static int each_member(cursor *c, member_fn member, void *ctx, int depth) {
     skip_ws(c);
     if (c->p < c->end && *c->p == '}') {
         c->p++;
@@ -489,7 +492,7 @@ static int any_members(cursor *c, int depth) {
         if (c->p >= c->end || *c->p != ':')
             return 0;
         c->p++;
-        if (!any_value(c, depth))
+        if (!member(c, s, n, plain, ctx, depth))
             return 0;
         skip_ws(c);
         if (c->p >= c->end)
@@ -504,6 +507,11 @@ static int any_members(cursor *c, int depth) {
     }
 }
 
+static int any_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
+    (void)key, (void)key_n, (void)key_plain, (void)ctx;
+    return any_value(c, depth);
+}
+
 /* Any JSON value, nested at most 64 deep (orjson allows more; deeper lines go to the walk). */
 static int any_value(cursor *c, int depth) {
     skip_ws(c);
@@ -515,7 +523,7 @@ static int any_value(cursor *c, int depth) {
     switch (*c->p) {
     case '{':
         c->p++;
-        return any_members(c, depth + 1);
+        return each_member(c, any_member, NULL, depth + 1);
     case '[':
         c->p++;
         skip_ws(c);
@@ -583,66 +591,40 @@ typedef struct {
     int model_plain;
 } switch_read;
 
-enum { HOLDS_MODEL, SETTINGS_PAYLOAD };
-
-/* An object's members to its `}` (its `{` read). HOLDS_MODEL (a turn_context's payload, or the
- * thread_settings of a thread_settings_applied): the last "model" goes to x. SETTINGS_PAYLOAD: the last
- * "type", and the last "thread_settings" read as HOLDS_MODEL when it is an object. */
-static int switch_object(cursor *c, switch_read *x, int depth, int role) {
-    if (role == HOLDS_MODEL) {
-        x->holder_obj = 1;
-        x->model_str = 0;
-    }
-    skip_ws(c);
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        return 1;
-    }
-    for (;;) {
-        const char *s;
-        Py_ssize_t n;
-        int plain;
-        skip_ws(c);
-        if (!any_string(c, &s, &n, &plain))
-            return 0;
-        skip_ws(c);
-        if (c->p >= c->end || *c->p != ':')
-            return 0;
-        c->p++;
-        int ok;
-        if (plain && role == HOLDS_MODEL && key_is(s, n, "model")) {
-            ok = string_or_value(c, depth, &x->model_str, &x->model, &x->model_n, &x->model_plain);
-        } else if (plain && role == SETTINGS_PAYLOAD && key_is(s, n, "type")) {
-            ok = string_or_value(c, depth, &x->ptype_str, &x->ptype, &x->ptype_n, &x->ptype_plain);
-        } else if (plain && role == SETTINGS_PAYLOAD && key_is(s, n, "thread_settings")) {
-            skip_ws(c);
-            if (c->p < c->end && *c->p == '{') {
-                c->p++;
-                ok = switch_object(c, x, depth + 1, HOLDS_MODEL);
-            } else {
-                x->holder_obj = 0;
-                x->model_str = 0;
-                ok = any_value(c, depth);
-            }
-        } else {
-            ok = any_value(c, depth);
-        }
-        if (!ok)
-            return 0;
-        skip_ws(c);
-        if (c->p >= c->end)
-            return 0;
-        if (*c->p == '}') {
-            c->p++;
-            return 1;
-        }
-        if (*c->p != ',')
-            return 0;
-        c->p++;
-    }
+/* The members of an object that holds a model (a turn_context's payload, or the thread_settings of
+ * a thread_settings_applied): the last "model" goes to x. */
+static int model_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
+    switch_read *x = ctx;
+    if (key_plain && key_is(key, key_n, "model"))
+        return string_or_value(c, depth, &x->model_str, &x->model, &x->model_n, &x->model_plain);
+    return any_value(c, depth);
 }
 
-/* The payload's value: an object read by switch_object, or any other value. */
+static int model_holder(cursor *c, switch_read *x, int depth) {
+    x->holder_obj = 1;
+    x->model_str = 0;
+    return each_member(c, model_member, x, depth);
+}
+
+/* The members of a thread_settings_applied payload: its last "type", and its last "thread_settings",
+ * read by model_holder when it is an object. */
+static int settings_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
+    switch_read *x = ctx;
+    if (key_plain && key_is(key, key_n, "type"))
+        return string_or_value(c, depth, &x->ptype_str, &x->ptype, &x->ptype_n, &x->ptype_plain);
+    if (!key_plain || !key_is(key, key_n, "thread_settings"))
+        return any_value(c, depth);
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '{') {
+        c->p++;
+        return model_holder(c, x, depth + 1);
+    }
+    x->holder_obj = 0;
+    x->model_str = 0;
+    return any_value(c, depth);
+}
+
+/* The payload's value: an object read member by member, or any other value. */
 static int switch_payload(cursor *c, switch_read *x) {
     x->is_obj = 0;
     x->ptype_str = 0;
@@ -653,7 +635,7 @@ static int switch_payload(cursor *c, switch_read *x) {
         return any_value(c, 1);
     x->is_obj = 1;
     c->p++;
-    return switch_object(c, x, 2, x->settings ? SETTINGS_PAYLOAD : HOLDS_MODEL);
+    return x->settings ? each_member(c, settings_member, x, 2) : model_holder(c, x, 2);
 }
 
 /* The whole line [p, end) as orjson and FileFold.feed read a model switch (cf.model_of): valid JSON, a
@@ -661,52 +643,38 @@ static int switch_payload(cursor *c, switch_read *x) {
  * last "type" is "thread_settings_applied" (`settings` 1). *model is then the model it switches to when
  * that is a non-empty string (payload.model, or payload.thread_settings.model), else NULL. 0 when the
  * line is not one this code can prove so. */
+typedef struct {
+    switch_read x;
+    int type_str, type_plain;
+    const char *type;
+    Py_ssize_t type_n;
+} switch_top;
+
+/* A top-level member: the last "type" is kept, the last "payload" read by switch_payload. */
+static int top_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
+    switch_top *t = ctx;
+    if (key_plain && key_is(key, key_n, "type"))
+        return string_or_value(c, depth, &t->type_str, &t->type, &t->type_n, &t->type_plain);
+    if (key_plain && key_is(key, key_n, "payload"))
+        return switch_payload(c, &t->x);
+    return any_value(c, depth);
+}
+
 static int switch_line(const char *p, const char *end, int settings, const char **model, Py_ssize_t *model_n) {
     cursor c = {p, end};
-    switch_read x;
-    memset(&x, 0, sizeof(x));
-    x.settings = settings;
-    int type_str = 0, type_plain = 0;
-    const char *type = NULL;
-    Py_ssize_t type_n = 0;
+    switch_top top;
+    memset(&top, 0, sizeof(top));
+    top.x.settings = settings;
     skip_ws(&c);
     if (c.p >= c.end || *c.p != '{')
         return 0;
     c.p++;
-    skip_ws(&c);
-    if (c.p < c.end && *c.p == '}')
-        return 0; /* {}: no type */
-    for (;;) {
-        const char *s;
-        Py_ssize_t n;
-        int plain;
-        skip_ws(&c);
-        if (!any_string(&c, &s, &n, &plain))
-            return 0;
-        skip_ws(&c);
-        if (c.p >= c.end || *c.p != ':')
-            return 0;
-        c.p++;
-        if (plain && key_is(s, n, "type")) {
-            if (!string_or_value(&c, 1, &type_str, &type, &type_n, &type_plain))
-                return 0;
-        } else if (plain && key_is(s, n, "payload")) {
-            if (!switch_payload(&c, &x))
-                return 0;
-        } else if (!any_value(&c, 1)) {
-            return 0;
-        }
-        skip_ws(&c);
-        if (c.p >= c.end)
-            return 0;
-        if (*c.p == '}') {
-            c.p++;
-            break;
-        }
-        if (*c.p != ',')
-            return 0;
-        c.p++;
-    }
+    if (!each_member(&c, top_member, &top, 1))
+        return 0;
+    switch_read x = top.x;
+    int type_str = top.type_str, type_plain = top.type_plain;
+    const char *type = top.type;
+    Py_ssize_t type_n = top.type_n;
     skip_ws(&c);
     if (c.p != c.end || !type_str || !type_plain)
         return 0;
