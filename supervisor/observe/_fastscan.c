@@ -64,6 +64,29 @@ typedef struct {
     const char *end;
 } cursor;
 
+/* p moved 16 bytes at a time to the first quote, backslash, control byte or byte of 0x80..0xff (and DEL
+ * with `del_too`), or to where fewer than 16 bytes are left: the caller reads on from there one byte at
+ * a time. Without SSE2, p itself. */
+static const char *skip_ordinary(const char *p, const char *end, int del_too) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20),
+                  del = _mm_set1_epi8(del_too ? 0x7f : '"');
+    while (p + 16 <= end) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        /* signed: below 0x20 is a control byte or, negative, one of 0x80..0xff */
+        __m128i odd = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                   _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(odd);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#else
+    (void)end, (void)del_too;
+#endif
+    return p;
+}
+
 /* A plain JSON string: ASCII 0x20..0x7e without a quote or backslash. Sets *s, *n; 0 when not plain. */
 static int plain_string(cursor *c, const char **s, Py_ssize_t *n) {
     const char *p = c->p;
@@ -71,23 +94,7 @@ static int plain_string(cursor *c, const char **s, Py_ssize_t *n) {
         return 0;
     p++;
     const char *start = p;
-#if defined(__SSE2__)
-    /* 16 bytes at a time to the first byte that is not plain (ids and keys are 10 to 40 bytes) */
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20),
-                  del = _mm_set1_epi8(0x7f);
-    while (p + 16 <= c->end) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        /* signed: below 0x20 is a control byte or, negative, one of 0x80..0xff */
-        __m128i odd = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                   _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)));
-        unsigned mask = (unsigned)_mm_movemask_epi8(odd);
-        if (mask) {
-            p += __builtin_ctz(mask);
-            break;
-        }
-        p += 16;
-    }
-#endif
+    p = skip_ordinary(p, c->end, 1); /* ids and keys are 10 to 40 bytes */
     while (p < c->end) {
         unsigned char ch = (unsigned char)*p;
         if (ch == '"') {
@@ -406,20 +413,7 @@ static int any_string(cursor *c, const char **s, Py_ssize_t *n, int *plain) {
     const unsigned char *start = p;
     int simple = 1;
     for (;;) {
-#if defined(__SSE2__)
-        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
-        while (p + 16 <= end) {
-            __m128i v = _mm_loadu_si128((const __m128i *)p);
-            __m128i odd = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                       _mm_cmplt_epi8(v, space)); /* signed: control bytes and 0x80..0xff */
-            unsigned mask = (unsigned)_mm_movemask_epi8(odd);
-            if (mask) {
-                p += __builtin_ctz(mask);
-                break;
-            }
-            p += 16;
-        }
-#endif
+        p = (const unsigned char *)skip_ordinary((const char *)p, (const char *)end, 0);
         if (p >= end)
             return 0;
         unsigned char ch = *p;
@@ -471,6 +465,22 @@ static int any_number(cursor *c) {
 
 static int any_value(cursor *c, int depth);
 
+/* After an object member or array item: 1 at the closing `close` (read), -1 at a `,` (read: another
+ * follows), 0 at anything else. */
+static int after_item(cursor *c, char close) {
+    skip_ws(c);
+    if (c->p >= c->end)
+        return 0;
+    if (*c->p == close) {
+        c->p++;
+        return 1;
+    }
+    if (*c->p != ',')
+        return 0;
+    c->p++;
+    return -1;
+}
+
 /* What reads one member's value, given its key (raw bytes, and whether they are plain). */
 typedef int (*member_fn)(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth);
 
@@ -494,16 +504,9 @@ static int each_member(cursor *c, member_fn member, void *ctx, int depth) {
         c->p++;
         if (!member(c, s, n, plain, ctx, depth))
             return 0;
-        skip_ws(c);
-        if (c->p >= c->end)
-            return 0;
-        if (*c->p == '}') {
-            c->p++;
-            return 1;
-        }
-        if (*c->p != ',')
-            return 0;
-        c->p++;
+        int after = after_item(c, '}');
+        if (after >= 0)
+            return after;
     }
 }
 
@@ -534,16 +537,9 @@ static int any_value(cursor *c, int depth) {
         for (;;) {
             if (!any_value(c, depth + 1))
                 return 0;
-            skip_ws(c);
-            if (c->p >= c->end)
-                return 0;
-            if (*c->p == ']') {
-                c->p++;
-                return 1;
-            }
-            if (*c->p != ',')
-                return 0;
-            c->p++;
+            int after = after_item(c, ']');
+            if (after >= 0)
+                return after;
         }
     case '"':
         return any_string(c, &s, &n, &plain);
@@ -566,29 +562,30 @@ static int any_value(cursor *c, int depth) {
     }
 }
 
-/* A member's value that is kept when it is a string: *is_str, and the string's bytes and plainness. */
-static int string_or_value(cursor *c, int depth, int *is_str, const char **s, Py_ssize_t *n, int *plain) {
+/* A member's value, kept when it is a string: whether it is one, its raw bytes and their plainness. */
+typedef struct {
+    int is_str;
+    const char *s;
+    Py_ssize_t n;
+    int plain;
+} kept;
+
+static int keep_string(cursor *c, int depth, kept *k) {
     skip_ws(c);
     if (c->p < c->end && *c->p == '"') {
-        *is_str = 1;
-        return any_string(c, s, n, plain);
+        k->is_str = 1;
+        return any_string(c, &k->s, &k->n, &k->plain);
     }
-    *is_str = 0;
+    k->is_str = 0;
     return any_value(c, depth);
 }
 
 typedef struct {
     int settings;      /* a thread_settings_applied line: the model is payload.thread_settings.model */
     int is_obj;        /* the (last) payload is an object */
-    int ptype_str;     /* its (last) "type" is a string */
-    const char *ptype;
-    Py_ssize_t ptype_n;
-    int ptype_plain;
+    kept ptype;        /* its (last) "type" */
     int holder_obj;    /* what holds "model" (the payload, or its last thread_settings) is an object */
-    int model_str;     /* its (last) "model" is a string */
-    const char *model;
-    Py_ssize_t model_n;
-    int model_plain;
+    kept model;        /* its (last) "model" */
 } switch_read;
 
 /* The members of an object that holds a model (a turn_context's payload, or the thread_settings of
@@ -596,13 +593,13 @@ typedef struct {
 static int model_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
     switch_read *x = ctx;
     if (key_plain && key_is(key, key_n, "model"))
-        return string_or_value(c, depth, &x->model_str, &x->model, &x->model_n, &x->model_plain);
+        return keep_string(c, depth, &x->model);
     return any_value(c, depth);
 }
 
 static int model_holder(cursor *c, switch_read *x, int depth) {
     x->holder_obj = 1;
-    x->model_str = 0;
+    x->model.is_str = 0;
     return each_member(c, model_member, x, depth);
 }
 
@@ -611,7 +608,7 @@ static int model_holder(cursor *c, switch_read *x, int depth) {
 static int settings_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
     switch_read *x = ctx;
     if (key_plain && key_is(key, key_n, "type"))
-        return string_or_value(c, depth, &x->ptype_str, &x->ptype, &x->ptype_n, &x->ptype_plain);
+        return keep_string(c, depth, &x->ptype);
     if (!key_plain || !key_is(key, key_n, "thread_settings"))
         return any_value(c, depth);
     skip_ws(c);
@@ -620,16 +617,16 @@ static int settings_member(cursor *c, const char *key, Py_ssize_t key_n, int key
         return model_holder(c, x, depth + 1);
     }
     x->holder_obj = 0;
-    x->model_str = 0;
+    x->model.is_str = 0;
     return any_value(c, depth);
 }
 
 /* The payload's value: an object read member by member, or any other value. */
 static int switch_payload(cursor *c, switch_read *x) {
     x->is_obj = 0;
-    x->ptype_str = 0;
+    x->ptype.is_str = 0;
     x->holder_obj = 0;
-    x->model_str = 0;
+    x->model.is_str = 0;
     skip_ws(c);
     if (c->p >= c->end || *c->p != '{')
         return any_value(c, 1);
@@ -645,16 +642,14 @@ static int switch_payload(cursor *c, switch_read *x) {
  * line is not one this code can prove so. */
 typedef struct {
     switch_read x;
-    int type_str, type_plain;
-    const char *type;
-    Py_ssize_t type_n;
+    kept type;
 } switch_top;
 
 /* A top-level member: the last "type" is kept, the last "payload" read by switch_payload. */
 static int top_member(cursor *c, const char *key, Py_ssize_t key_n, int key_plain, void *ctx, int depth) {
     switch_top *t = ctx;
     if (key_plain && key_is(key, key_n, "type"))
-        return string_or_value(c, depth, &t->type_str, &t->type, &t->type_n, &t->type_plain);
+        return keep_string(c, depth, &t->type);
     if (key_plain && key_is(key, key_n, "payload"))
         return switch_payload(c, &t->x);
     return any_value(c, depth);
@@ -671,24 +666,23 @@ static int switch_line(const char *p, const char *end, int settings, const char 
     c.p++;
     if (!each_member(&c, top_member, &top, 1))
         return 0;
-    switch_read x = top.x;
-    int type_str = top.type_str, type_plain = top.type_plain;
-    const char *type = top.type;
-    Py_ssize_t type_n = top.type_n;
+    switch_read *x = &top.x;
+    kept *type = &top.type;
     skip_ws(&c);
-    if (c.p != c.end || !type_str || !type_plain)
+    if (c.p != c.end || !type->is_str || !type->plain)
         return 0;
-    if (!key_is(type, type_n, settings ? "event_msg" : "turn_context"))
+    if (!key_is(type->s, type->n, settings ? "event_msg" : "turn_context"))
         return 0;
-    if (settings && !(x.is_obj && x.ptype_str && x.ptype_plain && key_is(x.ptype, x.ptype_n, "thread_settings_applied")))
+    if (settings && !(x->is_obj && x->ptype.is_str && x->ptype.plain &&
+                      key_is(x->ptype.s, x->ptype.n, "thread_settings_applied")))
         return 0; /* another event: what it means is the walk's to say */
     *model = NULL;
     *model_n = 0;
-    if (x.is_obj && x.holder_obj && x.model_str && x.model_n > 0) {
-        if (!x.model_plain)
+    if (x->is_obj && x->holder_obj && x->model.is_str && x->model.n > 0) {
+        if (!x->model.plain)
             return 0; /* escaped or not ASCII: the walk decodes it */
-        *model = x.model;
-        *model_n = x.model_n;
+        *model = x->model.s;
+        *model_n = x->model.n;
     }
     return 1;
 }
