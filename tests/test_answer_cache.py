@@ -53,7 +53,7 @@ def rollout(n: int, total: int = 1000, ts: str = T0) -> Path:
 def entries() -> dict[str, int]:
     """Cache file name -> inode: a hit keeps the inode, a store replaces the file."""
     folder = answer_cache.cache_dir()
-    return {p.name: p.stat().st_ino for p in folder.glob("*.json")} if folder.exists() else {}
+    return {p.name: p.stat().st_ino for p in folder.glob("cost-*.json")} if folder.exists() else {}
 
 
 def cost(ao: Run, *args: str) -> str:
@@ -82,7 +82,7 @@ def headers() -> dict[str, tuple[int, dict[str, Any]]]:
     """Cache file name -> (inode, header)."""
     folder = answer_cache.cache_dir()
     found = {}
-    for p in folder.glob("*.json") if folder.exists() else ():
+    for p in folder.glob("cost-*.json") if folder.exists() else ():  # not the config's stored pricing
         with p.open("rb") as fh:
             found[p.name] = (os.fstat(fh.fileno()).st_ino, orjson.loads(fh.readline()))
     return found
@@ -344,7 +344,7 @@ def test_session_report_cached_and_recomputed(ao: Run, tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "foreign", "flip"])
 def test_corrupt_cache_file_is_ignored_and_rebuilt(ao: Run, corpus: list[Path], damage: str) -> None:
     good = cost(ao, "--all")
-    entry = next(answer_cache.cache_dir().glob("*.json"))
+    entry = next(answer_cache.cache_dir().glob("cost-*.json"))
     raw = entry.read_bytes()
     head, _, rest = raw.partition(b"\n")
     header = orjson.loads(head)

@@ -296,16 +296,57 @@ def parse_date(value: str | None, option: str) -> str | None:
 
 
 def pricing_overrides(explicit: str | None = None) -> Any:
-    """The config's `pricing:` (what `config.load(explicit).data.get("pricing")` gives); the YAML parser
-    loads only when a config file is in play. No file: the defaults, which override no price."""
+    """The config's `pricing:` (what `config.load(explicit).data.get("pricing")` gives, or raises). No
+    file: the defaults, which override no price. With a file, the result is stored (answer_cache) while
+    nothing it was read from changed: importing and running the YAML parser, the validation and a
+    repository config's trust review were ~55 ms of every `ao cost` beside an agent-orchestrator.yaml."""
     from supervisor.report import watch_client
 
     located = watch_client.located_config(explicit)
     if located is not None and located[0] is None:
         return {}  # config.DEFAULTS["pricing"] (tests/test_watch.py checks)
-    from supervisor import config as config_mod
+    from supervisor import paths, plain_json
+    from supervisor.observe import answer_cache
+
+    env = os.environ.get("AO_CONFIG")
+    home = paths.ao_home_text()
+    # every file config.load may read, or whose absence or identity it may act on: the explicit or
+    # $AO_CONFIG file, the working directory's, the user's, the trust records; and the code that reads them
+    named = [os.path.abspath(os.path.expanduser(p)) for p in (explicit, env) if p]
+    configs = [*named, os.path.abspath(watch_client.CONFIG_NAME), os.path.join(home, watch_client.CONFIG_NAME)]
+    files = [*configs, os.path.join(home, "trusted-configs.json"),  # trust_store.store_path()
+             *(os.path.join(_SUPERVISOR, m) for m in ("config.py", "trust_store.py", "report/cost_view.py"))]
+    facts = [f"{p}\0{os.path.realpath(p)}" for p in configs]  # trust is by resolved path
+
+    def compute() -> str:
+        from supervisor import config as config_mod
+        from supervisor.errors import FatalError
+
+        try:
+            value = config_mod.load(explicit).data.get("pricing")
+        except FatalError as exc:
+            return plain_json.dumps({"error": str(exc), "code": exc.exit_code})
+        try:
+            text = plain_json.dumps({"pricing": value})
+        except (TypeError, ValueError):
+            return '{"load": true}'
+        # kept only when JSON gives back the same value (YAML allows keys JSON would turn into text)
+        return text if plain_json.loads(text.encode()) == {"pricing": value} else '{"load": true}'
+
+    stored = plain_json.loads(answer_cache.answer("config-pricing", {"explicit": explicit, "env": env, "files": files},
+                                                  lambda _hint: answer_cache.Depends(files, facts), compute).encode())
+    if isinstance(stored, dict) and "pricing" in stored:
+        return stored["pricing"]
+    if isinstance(stored, dict) and isinstance(stored.get("error"), str) and isinstance(stored.get("code"), int):
+        from supervisor.errors import FatalError
+
+        raise FatalError(stored["error"], stored["code"])
+    from supervisor import config as config_mod  # not storable: read it as before
 
     return config_mod.load(explicit).data.get("pricing")
+
+
+_SUPERVISOR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]:
