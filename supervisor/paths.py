@@ -96,17 +96,31 @@ def codex_cache_dir() -> Path:
     return ao_home() / "cache" / "codex"
 
 
+_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def temp_file(folder: str | Path, prefix: str) -> tuple[int, str]:
+    """A new private (0600) file in `folder`, opened for writing: (fd, path). tempfile.mkstemp's
+    guarantees (exclusive create, no link followed) without importing tempfile, whose random, shutil and
+    friends cost ~19 ms of every command that writes a file."""
+    for _ in range(100):
+        name = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}")
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, durable: bool = True) -> None:
     """Write via a temp file in the same dir and rename, so readers never see half a file.
 
     Private (0600) unless `mode` says otherwise, e.g. 0o755 for an executable. `durable`: the bytes
     reach the disk before the rename; a cache whose readers check what they read can skip that wait.
     """
-    import tempfile  # lazy: it pulls in random, shutil and more, which read-only commands never need
-
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = temp_file(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 def create(path: Path, script: str) -> None:
     """Build the schema in a temp file and move it into place, so ^C never leaves half a database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import tempfile  # lazy: only a first run creates the store
+    from supervisor import paths
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = paths.temp_file(path.parent, f".{path.name}.")
     os.close(fd)
     try:
         con = sqlite3.connect(tmp)
