@@ -208,17 +208,10 @@ def _sessions_depends(hint: Any) -> Any:
 
 def _compute(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str | None, until: str | None,
              overrides: Any) -> str:
-    import gc
+    from supervisor.observe import index
 
-    # a report makes hundreds of thousands of acyclic objects (entries, rows): the cyclic collector's
-    # passes over them found nothing to free and were half of building a 9,356-row report
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with index.collector_paused():
         return _compute_text(all_rollouts, by, tz, since, until, overrides)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _compute_text(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str | None, until: str | None,
