@@ -303,41 +303,44 @@ def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_be
         early = scan.Reads(_fresh_files([p for p in wanted if stats[p] is not None], {}, stats)[1], [])
     try:
         con = connect(threads=commit_behind)
-    except BaseException:
-        if early is not None:
-            early.close()
-        raise
-    try:
-        known = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev FROM files")}
-        roots = [str(r) + os.sep for r in prune_roots]
-        present = {p for p, st in stats.items() if st is not None}
-        gone = [p for p in known if roots and p.startswith(tuple(roots)) and p not in present]
-        # oldest first (rollout names start with their time), so a response repeated in a fork or
-        # resume is always credited to the file that had it first, the same on every run
-        todo = [p for p in wanted if p in present and _changed(known.get(p), stats[p])]  # type: ignore[arg-type]
-        if todo or gone:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                with collector_paused():
-                    _update(con, todo, gone, stats, wanted, out, early)
-                    _collect(con, [p for p in wanted if p in present], out)  # the transaction reads its writes
-                if commit_behind:
-                    out.behind = _CommitBehind(con)  # it closes con
-                else:
-                    con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        else:
-            _collect(con, [p for p in wanted if p in present], out)
-    except sqlite3.DatabaseError as exc:
-        raise FatalError(f"the usage index {index_path()} is unusable ({exc}); delete it and run again") from None
+        try:
+            _refresh_open(con, wanted, stats, prune_roots, commit_behind, early, out)
+        except sqlite3.DatabaseError as exc:
+            raise FatalError(f"the usage index {index_path()} is unusable ({exc}); delete it and run again") from None
+        finally:
+            if out.behind is None:
+                con.close()
     finally:
         if early is not None:
             early.close()
-        if out.behind is None:
-            con.close()
     return out
+
+
+def _refresh_open(con: sqlite3.Connection, wanted: list[str], stats: dict[str, os.stat_result | None],
+                  prune_roots: Iterable[Path], commit_behind: bool, early: Any, out: Refresh) -> None:
+    """refresh() on the open index: write what changed, then read every wanted file's usage into `out`."""
+    known = {r[0]: r[1:] for r in con.execute("SELECT path, size, mtime_ns, inode, dev FROM files")}
+    roots = [str(r) + os.sep for r in prune_roots]
+    present = {p for p, st in stats.items() if st is not None}
+    gone = [p for p in known if roots and p.startswith(tuple(roots)) and p not in present]
+    # oldest first (rollout names start with their time), so a response repeated in a fork or
+    # resume is always credited to the file that had it first, the same on every run
+    todo = [p for p in wanted if p in present and _changed(known.get(p), stats[p])]  # type: ignore[arg-type]
+    if not todo and not gone:
+        _collect(con, [p for p in wanted if p in present], out)
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        with collector_paused():
+            _update(con, todo, gone, stats, wanted, out, early)
+            _collect(con, [p for p in wanted if p in present], out)  # the transaction reads its own writes
+        if commit_behind:
+            out.behind = _CommitBehind(con)  # it closes con
+        else:
+            con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _fresh_files(todo: list[str], rows: dict[str, Any], stats: dict[str, os.stat_result | None]
