@@ -56,3 +56,17 @@ def loads(text: bytes) -> Any:
     except (ValueError, TypeError, StopIteration, RecursionError):
         return None
     return value if end == len(doc) else None
+
+
+def framed(raw: bytes) -> tuple[dict[str, Any], memoryview] | None:
+    """A JSON header line, then a body of the header's `body_len` bytes (an answer-cache entry, a
+    watcher's answer): (header, a view of the body, not a copy of up to a few dozen MB); None when the
+    header is not a JSON object or the body is not exactly that long."""
+    nl = raw.find(b"\n")
+    if nl < 0:
+        return None
+    header = loads(raw[:nl])
+    body = memoryview(raw)[nl + 1:]
+    if not isinstance(header, dict) or header.get("body_len") != len(body):
+        return None
+    return header, body

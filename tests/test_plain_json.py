@@ -53,9 +53,17 @@ def test_a_stored_answer_is_served_without_importing_json(tmp_path: Path) -> Non
             "from supervisor import plain_json\n"
             "from supervisor.observe import answer_cache\n"
             "answer_cache.key_of('cost-all', {'by': 'session', 'pricing': {'m': 1}})\n"
-            "answer_cache._framed_view(b'{\"body_len\": 2}\\nhi')\n"
+            "plain_json.framed(b'{\"body_len\": 2}\\nhi')\n"
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_frame_is_a_json_object_line_and_exactly_its_body() -> None:
+    header, body = plain_json.framed(b'{"body_len": 3, "code": 0}\nabc')  # type: ignore[misc]
+    assert header == {"body_len": 3, "code": 0} and bytes(body) == b"abc"
+    for raw in (b'{"body_len": 3}\nab', b'{"body_len": 3}\nabcd', b'{"body_len": 3}abc', b'[3]\nabc',
+                b'{"body_len": "3"}\nabc', b"\nabc", b""):
+        assert plain_json.framed(raw) is None, raw

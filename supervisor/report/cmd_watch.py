@@ -20,7 +20,7 @@ def _ask(kind: str) -> dict | None:
     import json
 
     header, body = reply
-    return json.loads(body) if body else header
+    return json.loads(bytes(body)) if body else header
 
 
 @click.command(name="watch")

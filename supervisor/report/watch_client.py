@@ -116,7 +116,7 @@ def clear_stale(dirfd: int) -> None:
 
 
 def request(message: dict[str, Any], accept_timeout: float = ACCEPT_TIMEOUT_S, answer_timeout: float = ANSWER_TIMEOUT_S,
-            fds: list[int] | None = None) -> tuple[dict[str, Any], bytes] | None:
+            fds: list[int] | None = None) -> tuple[dict[str, Any], memoryview | bytes] | None:
     """Send one request; (header, body) of the watcher's reply, or None when there is no usable reply.
 
     With `fds` (stdout and stderr) the watcher may offer to write a long answer into them itself. They
@@ -148,10 +148,10 @@ def request(message: dict[str, Any], accept_timeout: float = ACCEPT_TIMEOUT_S, a
         return None
     finally:
         sock.close()
-    return _framed(b"".join(chunks))  # None when cut short: the watcher died mid-answer
+    return plain_json.framed(b"".join(chunks))  # None when cut short: the watcher died mid-answer
 
 
-def _commit(sock: Any, fds: list[int], timeout: float) -> tuple[dict[str, Any], bytes] | None:
+def _commit(sock: Any, fds: list[int], timeout: float) -> tuple[dict[str, Any], memoryview | bytes] | None:
     """Hand the watcher our stdout and stderr and wait for its word that it wrote the answer into them."""
     import _socket
 
@@ -170,7 +170,7 @@ def _commit(sock: Any, fds: list[int], timeout: float) -> tuple[dict[str, Any], 
     except OSError:
         pass
     if raw.startswith(WRITING):
-        reply = _framed(raw[len(WRITING):])
+        reply = plain_json.framed(raw[len(WRITING):])
         if reply is not None:
             return reply
         why = "ao watch ended before it had written all of it"  # killed -9 mid-answer, say
@@ -179,18 +179,6 @@ def _commit(sock: Any, fds: list[int], timeout: float) -> tuple[dict[str, Any], 
     else:
         why = "ao watch did not answer in time"  # it has our files and may still write into them
     return {"direct": True, "code": 1, "error": why}, b""
-
-
-def _framed(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
-    """`answer_cache.framed`'s reading of a header line and its body, without importing that module:
-    its hashlib, pathlib and typing cost ~10 ms, a third of a watched answer."""
-    head, sep, body = raw.partition(b"\n")
-    if not sep:
-        return None
-    header = plain_json.loads(head)
-    if not isinstance(header, dict) or header.get("body_len") != len(body):
-        return None
-    return header, body
 
 
 def ask(kind: str, args: dict[str, Any], explicit_config: str | None = None) -> int | None:
@@ -228,7 +216,7 @@ def ask(kind: str, args: dict[str, Any], explicit_config: str | None = None) -> 
             stream.buffer.write(data)  # the bytes the one-shot path's text would encode to, without the copy
             stream.buffer.flush()
         else:  # written as text, like the one-shot path, so another encoding treats both the same
-            stream.write(data.decode("utf-8"))
+            stream.write(str(data, "utf-8"))
             stream.flush()
     return code
 
