@@ -46,8 +46,13 @@ RACY_NS = 2_000_000_000  # covers 1-2 s timestamp granularity (FAT, some network
 _HASH_CHUNK = 1 << 20
 # The code that shapes an answer: an edit (an editable install, a developer's tree) must not serve an
 # answer the old code computed. Stats only, so this costs a few microseconds.
+def code_file(relative: str) -> str:
+    """The path of a file of ao's own code (`relative` to the supervisor package), as an input."""
+    return os.path.join(_SUPERVISOR, relative)
+
+
 _SUPERVISOR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-CODE_FILES = tuple(os.path.join(_SUPERVISOR, p) for p in (
+CODE_FILES = tuple(code_file(p) for p in (
     "observe/answer_cache.py", "observe/usage.py", "observe/index.py", "observe/codex_format.py",
     "observe/pricing.py", "observe/pricing.json", "observe/rollout.py", "observe/scan.py", "observe/scan_shapes.py",
     "report/cost_report.py", "report/cmd_cost.py", "report/cost_view.py", "sessions/query.py",

@@ -304,11 +304,12 @@ def pricing_overrides(explicit: str | None = None) -> Any:
     env = os.environ.get("AO_CONFIG")
     home = paths.ao_home_text()
     # every file config.load may read, or whose absence or identity it may act on: the explicit or
-    # $AO_CONFIG file, the working directory's, the user's, the trust records; and the code that reads them
+    # $AO_CONFIG file, the working directory's, the user's, the trust records; and the code that reads
+    # them (answer_cache adds its own CODE_FILES, this module among them)
     named = [os.path.abspath(os.path.expanduser(p)) for p in (explicit, env) if p]
     configs = [*named, os.path.abspath(watch_client.CONFIG_NAME), os.path.join(home, watch_client.CONFIG_NAME)]
     files = [*configs, os.path.join(home, "trusted-configs.json"),  # trust_store.store_path()
-             *(os.path.join(_SUPERVISOR, m) for m in ("config.py", "trust_store.py", "report/cost_view.py"))]
+             answer_cache.code_file("config.py"), answer_cache.code_file("trust_store.py")]
     facts = [f"{p}\0{os.path.realpath(p)}" for p in configs]  # trust is by resolved path
 
     def compute() -> str:
@@ -339,8 +340,6 @@ def pricing_overrides(explicit: str | None = None) -> Any:
     return config_mod.load(explicit).data.get("pricing")
 
 
-_SUPERVISOR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-
 
 def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]:
     """(stdout, stderr) of `ao cost ARGS` computed here: the stored answer when nothing changed. With
@@ -359,12 +358,9 @@ def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]
 
 
 def _has_escape(out: str | memoryview) -> bool:
-    if isinstance(out, str):
-        return "\x1b" in out
-    whole = out.obj  # `in` on a view compares item by item; on the bytes it views (a JSON header, whose
-    if isinstance(whole, bytes):  # control characters are escaped, and the answer) it is one search
-        return b"\x1b" in whole
-    return b"\x1b" in bytes(out)
+    # `in` on a view compares item by item; on the bytes it views (the answer, and a JSON header whose
+    # control characters are escaped) it is one search
+    return "\x1b" in out if isinstance(out, str) else b"\x1b" in bytes(out.obj)
 
 
 def _terminated(_signum: int, _frame: Any) -> None:
