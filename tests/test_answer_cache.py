@@ -52,8 +52,7 @@ def rollout(n: int, total: int = 1000, ts: str = T0) -> Path:
 
 def entries() -> dict[str, int]:
     """Cache file name -> inode: a hit keeps the inode, a store replaces the file."""
-    folder = answer_cache.cache_dir()
-    return {p.name: p.stat().st_ino for p in folder.glob("cost-*.json")} if folder.exists() else {}
+    return {name: ino for name, (ino, _) in headers().items()}
 
 
 def cost(ao: Run, *args: str) -> str:

@@ -98,3 +98,16 @@ def test_the_users_config_is_an_input_of_a_repository_configs_review(isolated_ho
 
 def test_with_no_config_file_nothing_is_stored(isolated_home: Path) -> None:
     assert cost_view.pricing_overrides() == {} and stored() == []
+
+
+def test_a_config_swapped_for_a_link_to_another_file_is_read_again(isolated_home: Path, tmp_path: Path) -> None:
+    """An agent that replaces a trusted config with a link to its own file does not get the stored answer."""
+    here().write_text(PRICED)
+    config.trust_config(here())
+    assert cost_view.pricing_overrides()["gpt-5.1-codex"]["input"] == 100
+    planted = tmp_path / "elsewhere.yaml"
+    planted.write_text(PRICED.replace("input: 100", "input: 0"))  # cheaper prices, never trusted
+    os.utime(planted, ns=(here().stat().st_atime_ns, here().stat().st_mtime_ns))
+    here().unlink()
+    here().symlink_to(planted)
+    same_error_as_load()

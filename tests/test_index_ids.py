@@ -165,3 +165,31 @@ def test_an_interrupted_caller_still_waits_for_the_commit(home: Path, tmp_path: 
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
     assert file_rows() == 5
     assert scan_all(home).read_files == 0
+
+
+def test_a_commit_killed_mid_way_leaves_the_index_whole_or_empty(home: Path) -> None:
+    """kill -9 while the commit thread runs: SQLite's journal keeps the index as it was, and the next
+    refresh counts exactly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    five_files(home)
+    script = ("import os, sys, time\n"
+              "from pathlib import Path\n"
+              "from supervisor.observe import index\n"
+              "home = Path(os.environ['CODEX_HOME'])\n"
+              "run = index._CommitBehind._run\n"
+              "def slow(self, con):\n"
+              "    print('committing', flush=True); time.sleep(30); run(self, con)\n"
+              "index._CommitBehind._run = slow\n"
+              "index.refresh(index.discover(home), prune_roots=[home / 'sessions'], commit_behind=True).settle()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "committing\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert file_rows() == 0  # the uncommitted rows are gone, the file opens
+    result = scan_all(home)
+    assert totals(result) == (150, 15, 10, 0) and file_rows() == 5
