@@ -5,7 +5,6 @@ cannot read anything under it, whatever mode a file inside was created with.
 """
 from __future__ import annotations
 
-import functools
 import os
 
 TYPE_CHECKING = False
@@ -31,10 +30,17 @@ def ao_home() -> Path:
     return _home_for(os.environ.get("AO_HOME"), os.environ.get("HOME"))
 
 
-@functools.lru_cache(maxsize=8)
-def _home_for(env: str | None, _home: str | None) -> Path:
+_HOMES: dict[tuple[str | None, str | None], Path] = {}
+
+
+def _home_for(env: str | None, home_env: str | None) -> Path:
     # cached per environment value: `ao status` asks hundreds of times per call, so the home is
-    # created (or an existing one tightened) once per process, on first use
+    # created (or an existing one tightened) once per process, on first use. A dict, not
+    # lru_cache: functools imports collections, ~2 ms of every warm answer.
+    key = (env, home_env)
+    home = _HOMES.get(key)
+    if home is not None:
+        return home
     from pathlib import Path
 
     home = Path(env).expanduser() if env else Path.home() / ".agent-orchestrator"
@@ -42,6 +48,9 @@ def _home_for(env: str | None, _home: str | None) -> Path:
         ensure_private_dir(home)
     except OSError:
         pass  # unwritable or not ours: the first real write reports it with its own context
+    if len(_HOMES) >= 8:
+        _HOMES.clear()
+    _HOMES[key] = home
     return home
 
 
