@@ -339,7 +339,17 @@ def start_detached(session: str) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "supervisor.sessions.runner", session],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
-    return proc.pid
+    pid = proc.pid
+    # The runner outlives this object, whose finalizer polls it. A ^C or SIGTERM landing inside that
+    # finalizer is lost ("Exception ignored in Popen.__del__", a traceback on the terminal, and the spawn
+    # goes on), so it runs with both held back; they are delivered, as KeyboardInterrupt, just after.
+    # Only around the finalizer: a mask set before Popen would be the runner's too.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        del proc
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return pid
 
 
 def main() -> None:
