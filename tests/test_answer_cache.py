@@ -340,13 +340,17 @@ def test_session_report_cached_and_recomputed(ao: Run, tmp_path: Path) -> None:
 
 # --- the failing world ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "foreign", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "foreign", "flip", "vector", "vector-digest",
+                                    "lengths"])
 def test_corrupt_cache_file_is_ignored_and_rebuilt(ao: Run, corpus: list[Path], damage: str) -> None:
     good = cost(ao, "--all")
     entry = next(answer_cache.cache_dir().glob("cost-*.json"))
     raw = entry.read_bytes()
     head, _, rest = raw.partition(b"\n")
     header = orjson.loads(head)
+    assert header["tree_len"] > 0 and b"rollout-" in rest[:header["tree_len"]]  # the kept stat vector
+    vector = bytearray(rest[:header["tree_len"]])
+    vector[len(vector) // 2] ^= 0xFF
     damaged = {
         "truncate": raw[: len(raw) // 2],
         "garbage": os.urandom(200),
@@ -354,6 +358,13 @@ def test_corrupt_cache_file_is_ignored_and_rebuilt(ao: Run, corpus: list[Path], 
         "foreign": orjson.dumps({**header, "format": "someone-else/9"}) + b"\n" + rest,
         # a plausible but wrong answer with a header that does not vouch for it
         "flip": head + b"\n" + rest.replace(b'"input"', b'"inpux"', 1),
+        # the kept vector no longer equals the walk's: the walk's own is hashed, as if none were kept
+        "vector": head + b"\n" + bytes(vector) + rest[header["tree_len"]:],
+        # the vector is as walked, but its digest beside it is not the one the answer was stored under
+        "vector-digest": orjson.dumps({**header, "tree_sha256": "0" * 64}) + b"\n" + rest,
+        # the same bytes split differently between the vector and the answer
+        "lengths": orjson.dumps({**header, "tree_len": header["tree_len"] - 1, "body_len": header["body_len"] + 1})
+        + b"\n" + rest,
     }[damage]
     entry.write_bytes(damaged)
     assert cost(ao, "--all") == good
@@ -388,10 +399,10 @@ def test_fifo_swapped_in_does_not_hang(ao: Run, corpus: list[Path]) -> None:
 
 
 # --- the rollouts' stat vector: compiled walk and its Python twin --------------------------------------
-def tree_both(homes: list[str], horizon: int | None = None) -> tuple[Any, Any]:
+def tree_both(homes: list[str], horizon: int | None = None, previous: Any = None) -> tuple[Any, Any]:
     roots = [os.fsencode(os.path.join(h, sub)) for h in homes for sub in ("sessions", "archived_sessions")]
     horizon = time.time_ns() - answer_cache.RACY_NS if horizon is None else horizon
-    args = (roots, b"rollout-", (b".jsonl", b".jsonl.zst"), horizon)
+    args = (roots, b"rollout-", (b".jsonl", b".jsonl.zst"), horizon, previous)
     compiled = answer_cache._tree_stats(*args) if answer_cache._tree_stats is not None else None
     return compiled, answer_cache._tree_stats_here(*args)
 
@@ -431,6 +442,48 @@ def test_the_compiled_walk_gives_the_same_vector_as_python(tmp_path: Path) -> No
     assert sorted(os.path.basename(p) for p in racy) == sorted(
         ["rollout-recent.jsonl", "rollout-z.jsonl.zst", "rollout-link.jsonl", "rollout-fifo.jsonl",
          "rollout-\udcff\udcfe.jsonl", "rollout-archived.jsonl"])
+
+
+def test_a_vector_equal_to_the_previous_one_is_not_made_again(tmp_path: Path) -> None:
+    home = tmp_path / "codex"
+    for n in range(40):
+        folder = home / f"sessions/2026/{n % 3 + 1:02d}/{n % 5 + 1:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"rollout-{n}.jsonl").write_bytes(b"{}\n" * n)
+    (home / "sessions/2026/01/01/rollout-gone.jsonl").symlink_to(tmp_path / "missing")
+    compiled, here = tree_both([str(home)], horizon=0)
+    assert compiled == here and compiled[1] is not None
+    count, blob, racy = compiled
+    assert count == 41 and len(racy) == 40  # horizon 0: every stat that worked is recent
+    for previous in (blob, memoryview(blob), bytearray(blob)):
+        compiled, here = tree_both([str(home)], horizon=0, previous=previous)
+        assert compiled == here == (count, None, racy)
+    # any other previous vector gives the walk's own: one byte changed, one short, one more, none at all
+    flipped = bytearray(blob)
+    flipped[len(flipped) // 3] ^= 1
+    for previous in (bytes(flipped), blob[:-1], blob + b"\0", b""):
+        compiled, here = tree_both([str(home)], horizon=0, previous=previous)
+        assert compiled == here == (count, blob, racy), len(previous)
+    # and a changed rollout against the old vector
+    with (home / "sessions/2026/02/02/rollout-1.jsonl").open("ab") as fh:
+        fh.write(b"\n")
+    compiled, here = tree_both([str(home)], horizon=0, previous=blob)
+    assert compiled == here and compiled[1] is not None and compiled[1] != blob
+
+
+def test_the_vector_orders_by_folder_then_name(tmp_path: Path) -> None:
+    # "a-b" sorts before "a/" as a path, after "a" as a folder: the vector takes folders in order
+    home = tmp_path / "codex"
+    for folder in ("sessions/a", "sessions/a-b", "sessions/a/z"):
+        (home / folder).mkdir(parents=True)
+    for name in ("sessions/a/rollout-2.jsonl", "sessions/a/rollout-1.jsonl", "sessions/a-b/rollout-0.jsonl",
+                 "sessions/a/z/rollout-3.jsonl"):
+        (home / name).write_bytes(b"{}\n")
+    compiled, here = tree_both([str(home)])
+    assert compiled == here
+    names = [part.rsplit(b"/", 2)[-2:] for part in compiled[1].split(b"\0") if b"rollout-" in part]
+    assert [b"/".join(n)[-20:] for n in names] == [b"a/rollout-1.jsonl", b"a/rollout-2.jsonl",
+                                                   b"a-b/rollout-0.jsonl", b"z/rollout-3.jsonl"]
 
 
 def test_a_change_to_any_rollout_changes_the_vector(tmp_path: Path) -> None:

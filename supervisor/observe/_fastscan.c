@@ -900,10 +900,20 @@ typedef struct {
     Py_ssize_t suffixes;
 } walk;
 
+/* One folder's rollouts: recs[start, start + n) of walker `owner`, already in byte order of name. */
+typedef struct {
+    const char *folder; /* the first record's path, of which the first `fn` bytes are the folder */
+    size_t fn, start, n;
+    int owner;
+} folder_group;
+
 typedef struct {
     walk *w;
+    int id;
     stat_rec *recs;
     size_t count, cap;
+    folder_group *groups;
+    size_t group_n, group_cap;
 } walker;
 
 static int rollout_name(walk *w, const char *name, size_t n) {
@@ -947,8 +957,11 @@ static int push_folder(walk *w, char *path, size_t len, int top) {
 
 /* One folder: rollouts get a record, subfolders (not links to them) are queued. As tree_stats' Python
  * twin: the top folder may be a link, a subfolder is opened O_NOFOLLOW, an unreadable one is skipped. */
+static int by_path(const void *a, const void *b);
+
 static void walk_folder(walker *t, const char *folder, size_t fn, int top) {
     walk *w = t->w;
+    size_t start = t->count;
     int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (top ? 0 : O_NOFOLLOW));
     if (fd < 0)
         return;
@@ -1017,6 +1030,29 @@ static void walk_folder(walker *t, const char *folder, size_t fn, int top) {
         t->count++;
     }
     closedir(dir);
+    if (t->count == start)
+        return;
+    /* sorted here, in parallel, and only among the folder's own names: one sort of every path at the
+     * end, comparing long shared prefixes on one thread, was a sixth of the walk's time at 50,000 */
+    qsort(t->recs + start, t->count - start, sizeof(stat_rec), by_path);
+    if (t->group_n == t->group_cap) {
+        size_t cap = t->group_cap ? t->group_cap * 2 : 64;
+        folder_group *grown = realloc(t->groups, cap * sizeof(folder_group));
+        if (grown == NULL) {
+            pthread_mutex_lock(&w->lock);
+            w->failed = 1;
+            pthread_mutex_unlock(&w->lock);
+            return;
+        }
+        t->groups = grown;
+        t->group_cap = cap;
+    }
+    folder_group *g = &t->groups[t->group_n++];
+    g->folder = t->recs[start].path;
+    g->fn = fn;
+    g->start = start;
+    g->n = t->count - start;
+    g->owner = t->id;
 }
 
 static void *walker_main(void *arg) {
@@ -1048,19 +1084,61 @@ static int by_path(const void *a, const void *b) {
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-/* tree_stats(roots, prefix, suffixes, horizon_ns) -> (count, blob, racy)
+/* A record as the vector holds it: the path, a NUL, six little-endian int64. */
+static size_t rec_size(const stat_rec *r) {
+    return r->len + 1 + 48;
+}
+
+static void put_numbers(char *out, const stat_rec *r) {
+    for (int k = 0; k < 6; k++) {
+        uint64_t v = (uint64_t)r->n[k];
+        for (int b = 0; b < 8; b++)
+            *out++ = (char)((v >> (8 * b)) & 0xff);
+    }
+}
+
+/* Whether the records, as a vector, are exactly the bytes of `prev`. */
+static int same_vector(const stat_rec *recs, size_t count, const char *prev, size_t prev_n) {
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += rec_size(&recs[i]);
+    if (total != prev_n)
+        return 0;
+    char numbers[48];
+    for (size_t i = 0; i < count; i++) {
+        const stat_rec *r = &recs[i];
+        put_numbers(numbers, r);
+        if (memcmp(prev, r->path, r->len) != 0 || prev[r->len] != 0 || memcmp(prev + r->len + 1, numbers, 48) != 0)
+            return 0;
+        prev += rec_size(r);
+    }
+    return 1;
+}
+
+static int by_folder(const void *a, const void *b) {
+    const folder_group *x = a, *y = b;
+    size_t n = x->fn < y->fn ? x->fn : y->fn;
+    int c = memcmp(x->folder, y->folder, n);
+    return c ? c : (x->fn > y->fn) - (x->fn < y->fn);
+}
+
+/* tree_stats(roots, prefix, suffixes, horizon_ns, previous=None) -> (count, blob, racy)
  *
- * blob: for every rollout, in byte order of its path, the path, a NUL and six little-endian int64
- * (dev, inode, size, mtime_ns, ctime_ns, mode; -1, errno and zeros when its stat failed). racy: the
- * paths whose mtime or ctime is at or after horizon_ns, in the same order.
+ * blob: for every rollout, folder by folder in byte order of the folder's path and within a folder in
+ * byte order of name, the path, a NUL and six little-endian int64 (dev, inode, size, mtime_ns,
+ * ctime_ns, mode; -1, errno and zeros when its stat failed). racy: the paths whose mtime or ctime is
+ * at or after horizon_ns, in the same order. blob is None when it would equal `previous` (a vector
+ * an earlier call returned): comparing in place costs a few ms where making and hashing a new blob of
+ * 7.7 MB at 50,000 rollouts cost ~15 ms, most of it the page faults of fresh memory.
  */
 static PyObject *tree_stats(PyObject *self, PyObject *args) {
     PyObject *roots, *suffixes;
     const char *prefix;
     Py_ssize_t prefix_n;
     long long horizon;
-    if (!PyArg_ParseTuple(args, "O!y#O!L", &PyList_Type, &roots, &prefix, &prefix_n, &PyTuple_Type, &suffixes,
-                          &horizon))
+    PyObject *previous = Py_None;
+    if (!PyArg_ParseTuple(args, "O!y#O!L|O", &PyList_Type, &roots, &prefix, &prefix_n, &PyTuple_Type, &suffixes,
+                          &horizon, &previous))
         return NULL;
     Py_ssize_t ns = PyTuple_GET_SIZE(suffixes);
     if (ns > 8) {
@@ -1083,6 +1161,10 @@ static PyObject *tree_stats(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "roots must be bytes");
             return NULL;
         }
+    Py_buffer prev = {0};
+    if (previous != Py_None && PyObject_GetBuffer(previous, &prev, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int same = 0;
     walk w;
     memset(&w, 0, sizeof(w));
     pthread_mutex_init(&w.lock, NULL);
@@ -1110,10 +1192,12 @@ static PyObject *tree_stats(PyObject *self, PyObject *args) {
     int started = 0;
     size_t count = 0;
     stat_rec *recs = NULL;
+    size_t group_n = 0;
+    folder_group *groups = NULL;
     for (int i = 0; i < 4; i++) {
+        memset(&t[i], 0, sizeof(walker));
         t[i].w = &w;
-        t[i].recs = NULL;
-        t[i].count = t[i].cap = 0;
+        t[i].id = i;
     }
     Py_BEGIN_ALLOW_THREADS
     for (int i = 1; i < n_threads; i++) { /* this thread is the first walker */
@@ -1124,19 +1208,34 @@ static PyObject *tree_stats(PyObject *self, PyObject *args) {
     walker_main(&t[0]);
     for (int i = 1; i <= started; i++)
         pthread_join(ids[i], NULL);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         count += t[i].count;
-    if (!w.failed)
+        group_n += t[i].group_n;
+    }
+    if (!w.failed) {
         recs = malloc((count ? count : 1) * sizeof(stat_rec));
-    if (recs != NULL) {
+        groups = malloc((group_n ? group_n : 1) * sizeof(folder_group));
+    }
+    if (recs != NULL && groups != NULL) {
         size_t at = 0;
         for (int i = 0; i < 4; i++) {
-            if (t[i].count)
-                memcpy(recs + at, t[i].recs, t[i].count * sizeof(stat_rec));
-            at += t[i].count;
+            if (t[i].group_n)
+                memcpy(groups + at, t[i].groups, t[i].group_n * sizeof(folder_group));
+            at += t[i].group_n;
         }
-        qsort(recs, count, sizeof(stat_rec), by_path);
+        qsort(groups, group_n, sizeof(folder_group), by_folder);
+        at = 0;
+        for (size_t g = 0; g < group_n; g++) {
+            memcpy(recs + at, t[groups[g].owner].recs + groups[g].start, groups[g].n * sizeof(stat_rec));
+            at += groups[g].n;
+        }
+    } else {
+        free(recs);
+        recs = NULL;
     }
+    free(groups);
+    if (recs != NULL && prev.buf != NULL)
+        same = same_vector(recs, count, prev.buf, (size_t)prev.len);
     Py_END_ALLOW_THREADS
     PyObject *result = NULL, *blob = NULL, *racy = NULL;
     if (recs == NULL) {
@@ -1144,22 +1243,21 @@ static PyObject *tree_stats(PyObject *self, PyObject *args) {
         goto done;
     }
     size_t total = 0;
-    for (size_t i = 0; i < count; i++)
-        total += recs[i].len + 1 + 48;
-    blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!same)
+        for (size_t i = 0; i < count; i++)
+            total += rec_size(&recs[i]);
+    blob = same ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     racy = PyList_New(0);
     if (blob == NULL || racy == NULL)
         goto done;
-    char *out = PyBytes_AS_STRING(blob);
+    char *out = same ? NULL : PyBytes_AS_STRING(blob);
     for (size_t i = 0; i < count; i++) {
         stat_rec *r = &recs[i];
-        memcpy(out, r->path, r->len);
-        out += r->len;
-        *out++ = 0;
-        for (int k = 0; k < 6; k++) {
-            uint64_t v = (uint64_t)r->n[k];
-            for (int b = 0; b < 8; b++)
-                *out++ = (char)((v >> (8 * b)) & 0xff);
+        if (out != NULL) {
+            memcpy(out, r->path, r->len);
+            out[r->len] = 0;
+            put_numbers(out + r->len + 1, r);
+            out += rec_size(r);
         }
         if (r->n[0] != -1 && (r->n[3] >= horizon || r->n[4] >= horizon)) {
             PyObject *p = PyUnicode_DecodeFSDefaultAndSize(r->path, (Py_ssize_t)r->len);
@@ -1178,6 +1276,7 @@ done:
         for (size_t k = 0; k < t[i].count; k++)
             free(t[i].recs[k].path);
         free(t[i].recs);
+        free(t[i].groups);
     }
     free(recs);
     for (size_t k = 0; k < w.todo_n; k++)
@@ -1185,6 +1284,8 @@ done:
     free(w.todo);
     pthread_mutex_destroy(&w.lock);
     pthread_cond_destroy(&w.more);
+    if (prev.buf != NULL)
+        PyBuffer_Release(&prev);
     return result;
 }
 
@@ -1192,7 +1293,7 @@ static PyMethodDef methods[] = {
     {"fold_records", fold_records, METH_VARARGS,
      "fold_records(chunk, pos, bound, last_nl, has_records, model, buckets, seen, ids, sums)"
      " -> (pos, has_records, duplicates)"},
-    {"tree_stats", tree_stats, METH_VARARGS, "tree_stats(roots, prefix, suffixes, horizon_ns) -> (count, blob, racy)"},
+    {"tree_stats", tree_stats, METH_VARARGS, "tree_stats(roots, prefix, suffixes, horizon_ns, previous=None) -> (count, blob or None, racy)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -30,16 +30,18 @@ import os
 import stat as stat_mod
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
 
 from supervisor import __version__, paths, plain_json
 
-TYPE_CHECKING = False  # typing (~3 ms) and pathlib (~8 ms) stay out of a warm answer: annotations only
+# typing (~3 ms), pathlib (~8 ms) and collections (~2 ms) stay out of a warm answer: annotations only
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
     from typing import Any
 
-FORMAT = "ao-answer-cache/3"  # 2: rollouts under a home as one tree_stats vector; 3: the body's CRC-32
+# 2: rollouts under a home as one tree_stats vector; 3: the body's CRC-32; 4: the vector itself is kept
+FORMAT = "ao-answer-cache/4"
 MAX_ENTRIES = 16  # argument sets kept; the least recently written go first
 MAX_BODY = 256 * 2**20  # an answer larger than this is computed every time rather than stored
 RACY_NS = 2_000_000_000  # covers 1-2 s timestamp granularity (FAT, some network filesystems)
@@ -70,15 +72,28 @@ class Depends:
         self.facts = facts  # anything else that changes the answer (which homes exist, where they lead)
         self.hint = hint  # JSON kept with the entry and handed back next time, to find `files` cheaply
         self.stats = stats  # path -> os.stat_result or errno, taken while finding `files` (saves a second stat)
-        self.tree = tree  # tree_stats() of the folders whose every rollout the answer reads, beside `files`
+        self.tree = tree  # a Tree: the folders whose every rollout the answer reads, beside `files`
+
+
+class Tree:
+    """Rollouts found by walking folders (see tree_stats), as one input of an answer. The walk runs in
+    answer_bytes, where the vector kept with the last answer is at hand to be compared with."""
+
+    __slots__ = ("homes", "prefix", "suffixes")
+
+    def __init__(self, homes: Iterable[str], prefix: str, suffixes: tuple[str, ...]) -> None:
+        self.homes = list(homes)
+        self.prefix = prefix
+        self.suffixes = suffixes
 
 
 class _Entry:
-    __slots__ = ("header", "body")
+    __slots__ = ("header", "body", "tree")
 
-    def __init__(self, header: dict[str, Any], body: memoryview) -> None:
+    def __init__(self, header: dict[str, Any], body: memoryview, tree: memoryview) -> None:
         self.header = header
         self.body = body
+        self.tree = tree  # the stat vector the answer was computed with (empty for an answer without a Tree)
 
 
 def cache_dir() -> Path:
@@ -128,7 +143,17 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
     now = time.time_ns()
     found = depends(entry.header.get("hint") if entry else None)
     files = [*found.files, *CODE_FILES]
-    digest, racy = _stat_digest(files, found.facts, now, found.stats or {}, found.tree)
+    tree: tuple[int, str, list[str]] | None = None
+    vector: bytes | memoryview = b""
+    if found.tree is not None:
+        previous = entry.tree if entry is not None and entry.tree else None
+        count, blob, tree_racy = tree_stats(found.tree.homes, found.tree.prefix, found.tree.suffixes, previous)
+        vector = blob if blob is not None else previous if previous is not None else b""
+        stored_sha = entry.header.get("tree_sha256") if entry is not None else None
+        # the same bytes as the kept vector: its digest, kept beside it, stands for them
+        tree_sha = stored_sha if blob is None and isinstance(stored_sha, str) else hashlib.sha256(vector).hexdigest()
+        tree = (count, tree_sha, tree_racy)
+    digest, racy = _stat_digest(files, found.facts, now, found.stats or {}, tree)
     hashes: dict[str, str] = {}
     if entry is not None and entry.header.get("stat_digest") == digest:
         stored_racy = entry.header.get("racy")
@@ -139,15 +164,16 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
                 # What was racy has settled: its stats are as stored and its bytes too, and from now on
                 # a rewrite shows in its stat. The entry keeps only what is racy now, so later hits do not
                 # hash thousands of files written just before the answer was first computed.
-                header = {k: v for k, v in entry.header.items() if k not in ("body_len", "body_crc32")}
-                _store(path, {**header, "racy": racy, "content_digest": _content_digest(racy, hashes)}, stored)
+                header = {k: v for k, v in entry.header.items() if k not in _FRAMING}
+                _store(path, {**header, "racy": racy, "content_digest": _content_digest(racy, hashes)}, stored,
+                       vector)
             return stored
     content = _content_digest(racy, hashes)  # before computing, like the stats
     body = compute()
     if len(body) <= MAX_BODY:
         header = {"format": FORMAT, "key": key, "stat_digest": digest, "racy": racy,
-                  "content_digest": content, "hint": found.hint}
-        _store(path, header, body)
+                  "content_digest": content, "hint": found.hint, "tree_sha256": tree[1] if tree else None}
+        _store(path, header, body, vector)
     return body
 
 
@@ -155,7 +181,7 @@ def _stat_digest(files: Iterable[str], facts: Iterable[str], now: int,
                  known: Mapping[str, Any] | None = None, tree: Any = None) -> tuple[str, list[str]]:
     """Digest of every file's stat and of the facts; and the files recent enough to be racy. `known`
     holds stats the caller took a moment ago (an errno for a failed one); the rest are taken here.
-    `tree` is a tree_stats() result, whose vector and racy files join in."""
+    `tree` is (how many rollouts, the sha256 of their stat vector, the racy ones), which join in."""
     names: list[str] = [*facts, "\0files"]
     numbers: list[int] = []
     racy: list[str] = []
@@ -181,9 +207,8 @@ def _stat_digest(files: Iterable[str], facts: Iterable[str], now: int,
     h = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape"))
     h.update(repr(numbers).encode())  # any int (a 64-bit unsigned inode, an mtime before 1970)
     if tree is not None:
-        count, blob, tree_racy = tree
-        h.update(b"\0tree %d\0" % count)
-        h.update(blob)
+        count, tree_sha, tree_racy = tree
+        h.update(b"\0tree %d %s\0" % (count, tree_sha.encode()))
         racy += tree_racy
     return h.hexdigest(), racy
 
@@ -217,24 +242,57 @@ def _file_hash(path: str) -> str:
         os.close(fd)
 
 
+_FRAMING = ("body_len", "body_crc32", "tree_len")  # what _store adds to the header it is given
+
+
 def _load(path: str, key: str) -> _Entry | None:
-    """The entry at `path` if it is whole and ours; None (a miss) for anything else."""
+    """The entry at `path` if it is whole and ours; None (a miss) for anything else.
+
+    An entry is a JSON header line, the stat vector (`tree_len` bytes) and the answer (`body_len`
+    bytes, last, so a search of the file from the body's start to its end is a search of the body)."""
     try:
-        with open(path, "rb") as fh:
-            found = plain_json.framed(fh.read())  # not orjson: its import costs ~5 ms of a warm answer
-    except OSError:
+        raw = _mapped(path)
+        nl = raw.find(b"\n")
+        header = plain_json.loads(raw[:nl]) if nl >= 0 else None  # not orjson: its import costs ~5 ms
+    except (OSError, ValueError):
         return None
-    if found is None:
-        return None  # truncated or damaged
-    header, body = found
-    if header.get("format") != FORMAT or header.get("key") != key:
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("key") != key:
+        return None  # truncated, damaged, or another version's
+    tree_len, body_len = header.get("tree_len"), header.get("body_len")
+    if type(tree_len) is not int or type(body_len) is not int or tree_len < 0 or body_len < 0 \
+            or nl + 1 + tree_len + body_len != len(raw):
         return None
+    view = memoryview(raw)
+    body = view[nl + 1 + tree_len:]
     if header.get("body_crc32") != zlib.crc32(body):
         return None  # damaged
-    return _Entry(header, body)  # its checksum matches what _store wrote: the UTF-8 of a str
+    # its checksum matches what _store wrote: the UTF-8 of a str. A damaged vector only fails to match
+    # the next walk's, which makes a miss.
+    return _Entry(header, body, view[nl + 1:nl + 1 + tree_len])
 
 
-def _store(path_text: str, header: dict[str, Any], body: str | bytes | memoryview) -> None:
+def _mapped(path: str) -> Any:
+    """The file's bytes as a read-only map of its pages in the page cache, not a copy: at 50,000 rollouts
+    reading the 15 MB answer into fresh memory, and its page faults, were ~15 ms of a warm answer. ao never
+    rewrites an entry in place (_store renames a new file over it), so the mapped bytes cannot change
+    under the reader. An empty file is a miss (ValueError); a file that cannot be mapped is read."""
+    import mmap
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        try:
+            return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
+        except OSError:
+            with open(fd, "rb", closefd=False) as fh:
+                return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _store(path_text: str, header: dict[str, Any], body: str | bytes | memoryview,
+           tree: bytes | memoryview = b"") -> None:
     """Write the entry atomically; a full disk or a read-only home costs only the cache, never the answer."""
     from pathlib import Path
 
@@ -242,11 +300,11 @@ def _store(path_text: str, header: dict[str, Any], body: str | bytes | memoryvie
 
     path = Path(path_text)
     data = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
-    header = {**header, "body_len": len(data), "body_crc32": zlib.crc32(data)}
+    header = {**header, "tree_len": len(tree), "body_len": len(data), "body_crc32": zlib.crc32(data)}
     try:
         paths.ensure_private_dir(path.parent)
         # not fsynced: after a crash a torn entry fails its length or hash check and is computed again
-        paths.atomic_write(path, orjson.dumps(header) + b"\n" + data, durable=False)
+        paths.atomic_write(path, b"".join((orjson.dumps(header), b"\n", tree, data)), durable=False)
         _prune(path.parent)
     except (OSError, TypeError):  # TypeError: a hint orjson cannot write; the next call just misses
         pass
@@ -284,28 +342,31 @@ except ImportError:
     _tree_stats = None  # type: ignore[assignment]
 
 
-def tree_stats(homes: Iterable[str], prefix: str, suffixes: tuple[str, ...]) -> tuple[int, bytes, list[str]]:
+def tree_stats(homes: Iterable[str], prefix: str, suffixes: tuple[str, ...],
+               previous: bytes | memoryview | None = None) -> tuple[int, bytes | None, list[str]]:
     """The stat vector of every rollout under each home's sessions/ and archived_sessions/, walked as
     `index.discover` walks them (folders entered only when they are not links; a subfolder opened
     O_NOFOLLOW, so a swap for a link is not followed): (how many, the vector, the racy ones).
 
-    The vector is, for each rollout in byte order of its path, the path, a NUL and six little-endian
-    int64: dev, inode, size, mtime_ns, ctime_ns, mode (-1, errno and zeros when its stat fails). One
-    C call at 50,000 rollouts costs a tenth of building the same from os.stat results; without the
-    compiled module the same bytes are built here.
+    The vector is, for each rollout (folder by folder in byte order of the folder's path, and by name
+    within one), the path, a NUL and six little-endian int64: dev, inode, size, mtime_ns, ctime_ns,
+    mode (-1, errno and zeros when its stat fails). The order only has to be the same for the same
+    files: any difference is a recomputed answer. One C call at 50,000 rollouts costs a tenth of
+    building the same from os.stat results; without the compiled module the same bytes are built here.
+    The vector is None when it equals `previous`: comparing in place is cheaper than a new one.
     """
     roots = [os.fsencode(os.path.join(home, sub)) for home in homes for sub in ("sessions", "archived_sessions")]
     horizon = time.time_ns() - RACY_NS
     if _tree_stats is not None:
-        return _tree_stats(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon)
-    return _tree_stats_here(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon)
+        return _tree_stats(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon, previous)
+    return _tree_stats_here(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon, previous)
 
 
-def _tree_stats_here(roots: list[bytes], prefix: bytes, suffixes: tuple[bytes, ...],
-                     horizon: int) -> tuple[int, bytes, list[str]]:
+def _tree_stats_here(roots: list[bytes], prefix: bytes, suffixes: tuple[bytes, ...], horizon: int,
+                     previous: bytes | memoryview | None = None) -> tuple[int, bytes | None, list[str]]:
     import struct
 
-    found: list[tuple[bytes, tuple[int, ...]]] = []
+    found: list[tuple[bytes, bytes, tuple[int, ...]]] = []
     for root in roots:
         stack = [(root, True)]
         while stack:
@@ -328,17 +389,18 @@ def _tree_stats_here(roots: list[bytes], prefix: bytes, suffixes: tuple[bytes, .
                                                         st.st_ctime_ns, st.st_mode)
                         except OSError as exc:
                             numbers = (-1, exc.errno or 0, 0, 0, 0, 0)
-                        found.append((folder + b"/" + name, numbers))
+                        found.append((folder, name, numbers))
             except OSError:
                 continue
             finally:
                 os.close(fd)
     found.sort()
     pack = struct.Struct("<6q").pack
-    blob = b"".join(path + b"\0" + pack(*(n if n < 1 << 63 else n - (1 << 64) for n in numbers))
-                    for path, numbers in found)
-    racy = [os.fsdecode(path) for path, n in found if n[0] != -1 and (n[3] >= horizon or n[4] >= horizon)]
-    return len(found), blob, racy
+    blob = b"".join(folder + b"/" + name + b"\0" + pack(*(n if n < 1 << 63 else n - (1 << 64) for n in numbers))
+                    for folder, name, numbers in found)
+    racy = [os.fsdecode(folder + b"/" + name) for folder, name, n in found
+            if n[0] != -1 and (n[3] >= horizon or n[4] >= horizon)]
+    return len(found), None if previous is not None and blob == previous else blob, racy
 
 
 def stat_facts(files: Iterable[str]) -> list[Any]:

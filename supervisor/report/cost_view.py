@@ -166,7 +166,7 @@ def _all_depends(hint: Any) -> Any:
         facts.append(f"home {candidate}\0{real}\0{is_dir}")
         if is_dir and real not in homes:
             homes[real] = candidate
-    tree = answer_cache.tree_stats(homes.values(), codex_format.ROLLOUT_PREFIX, codex_format.ROLLOUT_SUFFIXES)
+    tree = answer_cache.Tree(homes.values(), codex_format.ROLLOUT_PREFIX, codex_format.ROLLOUT_SUFFIXES)
     return answer_cache.Depends(db_files, facts, {"db": db_stat, "launch_homes": launch_homes}, tree=tree)
 
 
@@ -358,9 +358,12 @@ def answer(args: CostArgs, overrides: Any, raw: bool = False) -> tuple[Any, str]
 
 
 def _has_escape(out: str | memoryview) -> bool:
-    # `in` on a view compares item by item; on the bytes it views (the answer, and a JSON header whose
-    # control characters are escaped) it is one search
-    return "\x1b" in out if isinstance(out, str) else b"\x1b" in bytes(out.obj)
+    # `in` on a view compares item by item; `find` on what it views (the mapped entry, whose end is the
+    # answer) from the answer's start is one search, without a copy
+    if isinstance(out, str):
+        return "\x1b" in out
+    whole: Any = out.obj
+    return whole.find(b"\x1b", len(whole) - len(out)) >= 0
 
 
 def _terminated(_signum: int, _frame: Any) -> None:
