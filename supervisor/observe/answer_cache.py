@@ -145,6 +145,7 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
     files = [*found.files, *CODE_FILES]
     tree: tuple[int, str, list[str]] | None = None
     vector: bytes | memoryview = b""
+    vector_kept = True  # whether the entry holds the vector this walk found
     if found.tree is not None:
         previous = entry.tree if entry is not None and entry.tree else None
         count, blob, tree_racy = tree_stats(found.tree.homes, found.tree.prefix, found.tree.suffixes, previous)
@@ -153,6 +154,7 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
         # the same bytes as the kept vector: its digest, kept beside it, stands for them
         tree_sha = stored_sha if blob is None and isinstance(stored_sha, str) else hashlib.sha256(vector).hexdigest()
         tree = (count, tree_sha, tree_racy)
+        vector_kept = blob is None
     digest, racy = _stat_digest(files, found.facts, now, found.stats or {}, tree)
     hashes: dict[str, str] = {}
     if entry is not None and entry.header.get("stat_digest") == digest:
@@ -160,10 +162,11 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
         if isinstance(stored_racy, list) and all(isinstance(p, str) for p in stored_racy) \
                 and entry.header.get("content_digest") == _content_digest(stored_racy, hashes):
             stored = entry.body
-            if sorted(stored_racy) != sorted(racy):
+            if sorted(stored_racy) != sorted(racy) or not vector_kept:
                 # What was racy has settled: its stats are as stored and its bytes too, and from now on
                 # a rewrite shows in its stat. The entry keeps only what is racy now, so later hits do not
-                # hash thousands of files written just before the answer was first computed.
+                # hash thousands of files written just before the answer was first computed. (And a kept
+                # vector that was damaged, though its digest matched, is replaced by the one walked.)
                 header = {k: v for k, v in entry.header.items() if k not in _FRAMING}
                 _store(path, {**header, "racy": racy, "content_digest": _content_digest(racy, hashes)}, stored,
                        vector)
