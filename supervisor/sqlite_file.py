@@ -14,10 +14,21 @@ def create(path: Path, script: str) -> None:
     fd, tmp = paths.temp_file(path.parent, f".{path.name}.")
     os.close(fd)
     try:
-        con = sqlite3.connect(tmp)
-        con.executescript(script)
-        con.commit()
-        con.close()
+        # One transaction and no journal: the file is private until the rename, and a build cut short
+        # is deleted. Statement by statement with a journal cost four fsyncs per statement (the index's
+        # schema: 32, 10-40 ms of a cold `ao cost`); now it is one fsync, before the file is shown.
+        con = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=OFF")
+            con.execute("PRAGMA synchronous=OFF")
+            con.executescript(f"BEGIN;\n{script}\nCOMMIT;")
+        finally:
+            con.close()
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if not path.exists():  # another process may have won the race; its file is as good
             os.replace(tmp, path)
     finally:

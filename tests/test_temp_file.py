@@ -50,3 +50,20 @@ def test_writes_and_new_databases_do_not_import_tempfile(tmp_path: Path) -> None
     assert (tmp_path / "a.json").read_bytes() == b"{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.db", "a.json"]  # no temp file left behind
     assert sqlite_file.open_wal(tmp_path / "a.db", 1).execute("SELECT COUNT(*) FROM t").fetchone() == (0,)
+
+
+def test_a_new_database_is_whole_or_absent(tmp_path: Path) -> None:
+    # built in one transaction without a journal: a schema that fails halfway leaves no file at all
+    import sqlite3
+
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    with pytest.raises(sqlite3.Error):
+        sqlite_file.create(tmp_path / "bad.db", "CREATE TABLE t (x); INSERT INTO t VALUES (1); CREATE TABLE t (y);")
+    assert list(tmp_path.iterdir()) == []
+    sqlite_file.create(tmp_path / "good.db", "CREATE TABLE t (x); INSERT INTO t VALUES (1); PRAGMA user_version = 7;")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.db"]  # no journal or temp file left
+    con = sqlite_file.open_wal(tmp_path / "good.db", 1)
+    assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert con.execute("PRAGMA user_version").fetchone() == (7,)
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
