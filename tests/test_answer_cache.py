@@ -474,6 +474,84 @@ def test_a_vector_equal_to_the_previous_one_is_not_made_again(tmp_path: Path) ->
     assert compiled == here and compiled[1] is not None and compiled[1] != blob
 
 
+def test_the_vector_reads_back_as_os_stat_gives(tmp_path: Path) -> None:
+    # what a cold answer's index refresh takes instead of statting every rollout again
+    assert answer_cache._vector_stats is not None, "supervisor/observe/_fastscan.c was not built: rerun `make install`"
+    home = tmp_path / "codex"
+    day = home / "sessions/2026/11/20"
+    day.mkdir(parents=True)
+    for n in range(30):
+        (day / f"rollout-{n}.jsonl").write_bytes(b"{}\n" * n)
+    old = day / "rollout-1969.jsonl"
+    old.write_bytes(b"{}\n")
+    os.utime(old, ns=(-1_500_000_001, -1_500_000_001))  # before 1970: floor, not truncation
+    (day / b"rollout-\xff.jsonl".decode("utf-8", "surrogateescape")).write_bytes(b"odd name")
+    (day / "rollout-dangling.jsonl").symlink_to(tmp_path / "missing")
+    (day / "rollout-link.jsonl").symlink_to(day / "rollout-3.jsonl")
+    tree = answer_cache.Tree([str(home)], "rollout-", (".jsonl", ".jsonl.zst"))
+    assert tree.stats() == {}  # not walked yet
+    tree.vector = answer_cache.tree_stats(tree.homes, tree.prefix, tree.suffixes)[1]
+    compiled, here = tree.stats(), answer_cache._vector_stats_here(tree.vector)
+    assert compiled == here and len(compiled) == 34
+    assert compiled[str(day / "rollout-dangling.jsonl")] is None
+    for path, st in compiled.items():
+        if st is None:
+            continue
+        real = os.stat(path)
+        for field in ("st_mode", "st_ino", "st_dev", "st_size", "st_mtime_ns", "st_ctime_ns", "st_mtime", "st_ctime"):
+            assert getattr(st, field) == getattr(real, field), (path, field)
+        assert st[:3] == real[:3] and st[6] == real[6] and st[8:] == real[8:]
+    assert compiled[str(old)].st_mtime == os.stat(old).st_mtime < -1.5
+    # a vector cut short reads back up to its last whole record, both ways
+    cut = bytes(tree.vector)[:-10]
+    assert answer_cache._vector_stats(cut) == answer_cache._vector_stats_here(cut)
+    assert len(answer_cache._vector_stats_here(cut)) == 33
+
+
+def test_a_cold_answer_takes_the_walks_stats_and_a_change_after_it_is_seen(ao: Run, corpus: list[Path],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # the index refresh of a cold answer uses the stats of the walk that keyed the answer, not its own;
+    # a rollout that grows after that walk is never served stale
+    import shutil
+
+    from supervisor.observe import index
+    from supervisor.report import cost_view
+
+    shutil.rmtree(answer_cache.cache_dir())
+    index.index_path().unlink()  # cold: no stored answer, no index
+    stats_given: list[Any] = []
+    real_refresh = index.refresh
+
+    def refresh(*args: Any, **kwargs: Any) -> Any:
+        stats_given.append(kwargs.get("stats"))
+        with corpus[0].open("ab") as fh:  # the world moves on between the walk and the read
+            fh.write(line("event_msg", {"type": "token_count", "rate_limits": None,
+                                        "info": {"total_token_usage": tokens(5000, 2500, 50, 5),
+                                                 "last_token_usage": tokens(4000, 2000, 0, 0),
+                                                 "model_context_window": 1000}}))
+        return real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(index, "refresh", refresh)
+    first = cost_view.cached_report(True, "session", cost_view.parse_timezone("UTC"), "UTC", None, None, {})
+    monkeypatch.setattr(index, "refresh", real_refresh)
+    assert len(stats_given) == 1 and {str(p) for p in corpus} <= set(stats_given[0])
+    assert all(stats_given[0][str(p)].st_size == len(body(n, 1000 * n)) for n, p in enumerate(corpus, 1))
+    # the read came after the append, so the answer counts it; it was stored under the walk's stats,
+    # from before the append, so the next call with the same arguments computes it again
+    assert total_input(first) == 6000 + 4000
+    after = recomputes(ao, "--all", "--timezone", "UTC")
+    assert total_input(after) == 10000
+
+
+def test_a_home_spelt_otherwise_is_walked_again(ao: Run, corpus: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # CODEX_HOME spelt with /./: the walk's paths are not the index's, so the index stats its own
+    good = cost(ao, "--all")
+    home = os.environ["CODEX_HOME"]
+    odd = os.path.join(os.path.dirname(home), ".", os.path.basename(home))
+    monkeypatch.setenv("CODEX_HOME", odd)
+    assert total_input(fresh(ao, "--all")) == total_input(good)
+
+
 def test_the_vector_orders_by_folder_then_name(tmp_path: Path) -> None:
     # "a-b" sorts before "a/" as a path, after "a" as a folder: the vector takes folders in order
     home = tmp_path / "codex"

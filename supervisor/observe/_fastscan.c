@@ -1289,10 +1289,112 @@ done:
     return result;
 }
 
+static int64_t get_i64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int b = 7; b >= 0; b--)
+        v = (v << 8) | p[b];
+    return (int64_t)v;
+}
+
+static long long floor_div(long long a, long long b) {
+    long long q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* os.stat's float time: seconds plus nanoseconds, as CPython's fill_time computes it */
+static PyObject *float_time(long long ns) {
+    long long sec = floor_div(ns, 1000000000LL);
+    return PyFloat_FromDouble((double)sec + (double)(ns - sec * 1000000000LL) * 1e-9);
+}
+
+/* vector_stats(vector) -> {path: os.stat_result or None}
+ *
+ * A tree_stats vector read back: each path with an os.stat_result of its numbers (mode, inode, dev,
+ * size, and the mtime and ctime, whose values also stand for the atime; nlink, uid and gid are 0 and
+ * the rest None), None where the stat failed. Stops at the first record that is not whole. */
+static PyObject *vector_stats(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view))
+        return NULL;
+    PyObject *out = NULL, *stat_type = NULL, *posix = PyImport_ImportModule("posix");
+    if (posix != NULL) {
+        stat_type = PyObject_GetAttrString(posix, "stat_result");
+        Py_DECREF(posix);
+    }
+    PyObject *n_obj = stat_type == NULL ? NULL : PyObject_GetAttrString(stat_type, "n_fields");
+    Py_ssize_t n_fields = n_obj == NULL ? -1 : PyLong_AsSsize_t(n_obj);
+    Py_XDECREF(n_obj);
+    if (n_fields < 16 || !PyType_Check(stat_type)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "os.stat_result is not a stat result of 16 fields or more");
+        goto error;
+    }
+    out = PyDict_New();
+    if (out == NULL)
+        goto error;
+    const unsigned char *p = view.buf, *end = p + view.len;
+    while (p < end) {
+        const unsigned char *nul = memchr(p, 0, (size_t)(end - p));
+        if (nul == NULL || end - nul < 49)
+            break;
+        int64_t n[6];
+        for (int k = 0; k < 6; k++)
+            n[k] = get_i64(nul + 1 + 8 * k);
+        PyObject *path = PyUnicode_DecodeFSDefaultAndSize((const char *)p, (Py_ssize_t)(nul - p));
+        if (path == NULL)
+            goto error;
+        PyObject *st;
+        if (n[0] == -1) {
+            st = Py_NewRef(Py_None);
+        } else {
+            st = PyStructSequence_New((PyTypeObject *)stat_type);
+            if (st != NULL) {
+                long long mtime = n[3], ctime = n[4];
+                PyObject *v[16] = {
+                    PyLong_FromLongLong(n[5]), PyLong_FromUnsignedLongLong((uint64_t)n[1]),
+                    PyLong_FromUnsignedLongLong((uint64_t)n[0]), PyLong_FromLong(0), PyLong_FromLong(0),
+                    PyLong_FromLong(0), PyLong_FromLongLong(n[2]), PyLong_FromLongLong(floor_div(mtime, 1000000000LL)),
+                    PyLong_FromLongLong(floor_div(mtime, 1000000000LL)), PyLong_FromLongLong(floor_div(ctime, 1000000000LL)),
+                    float_time(mtime), float_time(mtime), float_time(ctime),
+                    PyLong_FromLongLong(mtime), PyLong_FromLongLong(mtime), PyLong_FromLongLong(ctime)};
+                int ok = 1;
+                for (int k = 0; k < 16; k++) {
+                    if (v[k] == NULL) {
+                        ok = 0;
+                        v[k] = Py_NewRef(Py_None);
+                    }
+                    PyStructSequence_SetItem(st, k, v[k]); /* steals */
+                }
+                for (Py_ssize_t k = 16; k < n_fields; k++)
+                    PyStructSequence_SetItem(st, k, Py_NewRef(Py_None));
+                if (!ok)
+                    Py_CLEAR(st);
+            }
+        }
+        if (st == NULL || PyDict_SetItem(out, path, st) < 0) {
+            Py_DECREF(path);
+            Py_XDECREF(st);
+            goto error;
+        }
+        Py_DECREF(path);
+        Py_DECREF(st);
+        p = nul + 49;
+    }
+    PyBuffer_Release(&view);
+    Py_DECREF(stat_type);
+    return out;
+error:
+    PyBuffer_Release(&view);
+    Py_XDECREF(stat_type);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"fold_records", fold_records, METH_VARARGS,
      "fold_records(chunk, pos, bound, last_nl, has_records, model, buckets, seen, ids, sums)"
      " -> (pos, has_records, duplicates)"},
+    {"vector_stats", vector_stats, METH_VARARGS, "vector_stats(vector) -> {path: os.stat_result or None}"},
     {"tree_stats", tree_stats, METH_VARARGS, "tree_stats(roots, prefix, suffixes, horizon_ns, previous=None) -> (count, blob or None, racy)"},
     {NULL, NULL, 0, NULL},
 };

@@ -79,12 +79,53 @@ class Tree:
     """Rollouts found by walking folders (see tree_stats), as one input of an answer. The walk runs in
     answer_bytes, where the vector kept with the last answer is at hand to be compared with."""
 
-    __slots__ = ("homes", "prefix", "suffixes")
+    __slots__ = ("homes", "prefix", "suffixes", "vector")
 
     def __init__(self, homes: Iterable[str], prefix: str, suffixes: tuple[str, ...]) -> None:
         self.homes = list(homes)
         self.prefix = prefix
         self.suffixes = suffixes
+        self.vector: bytes | memoryview | None = None  # what answer_bytes' walk found, for the compute to reuse
+
+    def roots(self) -> list[str]:
+        """The folders walked, as the walk spells them (the rollouts' paths begin with these)."""
+        return [os.path.join(home, sub) for home in self.homes for sub in _TREE_SUBDIRS]
+
+    def stats(self) -> dict[str, os.stat_result | None]:
+        """Path -> the stat the walk took (None where it failed), read back from the vector; empty
+        before the walk. The vector has no atime, nlink, uid or gid: st_atime is the mtime, the others
+        0. A cold answer's index refresh uses these rather than walking and statting every rollout
+        again (~55 ms at 9,356 rollouts)."""
+        if self.vector is None:
+            return {}
+        if _vector_stats is not None:
+            return _vector_stats(self.vector)  # type: ignore[return-value]
+        return _vector_stats_here(self.vector)
+
+
+def _vector_stats_here(vector: bytes | memoryview) -> dict[str, os.stat_result | None]:
+    """Tree.stats() without the compiled module: the same values, ~10 times slower."""
+    import struct
+
+    data = bytes(vector)
+    unpack = struct.Struct("<6q").unpack_from
+    out: dict[str, os.stat_result | None] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        nul = data.find(b"\0", pos)
+        if nul < 0 or nul + 49 > end:
+            break  # not a vector tree_stats makes: what is left is statted by the caller
+        dev, ino, size, mtime, ctime, mode = unpack(data, nul + 1)
+        m_s, c_s = mtime // 10**9, ctime // 10**9
+        m_f, c_f = m_s + (mtime - m_s * 10**9) * 1e-9, c_s + (ctime - c_s * 10**9) * 1e-9  # as os.stat's
+        out[os.fsdecode(data[pos:nul])] = None if dev == -1 else os.stat_result((
+            mode, ino & _U64, dev & _U64, 0, 0, 0, size, m_s, m_s, c_s, m_f, m_f, c_f, mtime, mtime, ctime))
+        pos = nul + 49
+    return out
+
+
+_TREE_SUBDIRS = ("sessions", "archived_sessions")
+_U64 = (1 << 64) - 1  # the vector holds dev and inode as int64; os.stat gives them unsigned
 
 
 class _Entry:
@@ -155,6 +196,7 @@ def answer_bytes(kind: str, args: Mapping[str, Any], depends: Callable[[Any], De
         tree_sha = stored_sha if blob is None and isinstance(stored_sha, str) else hashlib.sha256(vector).hexdigest()
         tree = (count, tree_sha, tree_racy)
         vector_kept = blob is None
+        found.tree.vector = vector
     digest, racy = _stat_digest(files, found.facts, now, found.stats or {}, tree)
     hashes: dict[str, str] = {}
     if entry is not None and entry.header.get("stat_digest") == digest:
@@ -341,8 +383,10 @@ def _unlink(path: str) -> None:
 
 try:  # the walk and its stats in C (supervisor/observe/_fastscan.c), when the install compiled it
     from supervisor.observe._fastscan import tree_stats as _tree_stats
+    from supervisor.observe._fastscan import vector_stats as _vector_stats
 except ImportError:
     _tree_stats = None  # type: ignore[assignment]
+    _vector_stats = None  # type: ignore[assignment]
 
 
 def tree_stats(homes: Iterable[str], prefix: str, suffixes: tuple[str, ...],
@@ -358,7 +402,7 @@ def tree_stats(homes: Iterable[str], prefix: str, suffixes: tuple[str, ...],
     building the same from os.stat results; without the compiled module the same bytes are built here.
     The vector is None when it equals `previous`: comparing in place is cheaper than a new one.
     """
-    roots = [os.fsencode(os.path.join(home, sub)) for home in homes for sub in ("sessions", "archived_sessions")]
+    roots = [os.fsencode(os.path.join(home, sub)) for home in homes for sub in _TREE_SUBDIRS]
     horizon = time.time_ns() - RACY_NS
     if _tree_stats is not None:
         return _tree_stats(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon, previous)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,16 +276,19 @@ def _changed(row: tuple[Any, ...] | None, st: os.stat_result) -> bool:
     return row is None or (row[0], row[1], row[2], row[3]) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
-def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_behind: bool = False) -> Refresh:
+def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_behind: bool = False,
+            stats: Mapping[str, os.stat_result | None] | None = None) -> Refresh:
     """Bring the index up to date for these rollout files and return their usage.
 
     Files under `prune_roots` that are indexed but gone are dropped (or renamed, when the same inode
     shows up at a new path, as `codex archive` does). With `commit_behind`, the usage is read inside the
     transaction that wrote it and the commit may still be running on return: call `settle()` on the
-    result before the process ends or reads the index again.
+    result before the process ends or reads the index again. `stats`: os.stat of some of the files,
+    taken a moment ago (None where it failed); the others are statted here.
     """
     wanted = list(dict.fromkeys(os.path.abspath(p) for p in paths_in))
-    stats = {p: _stat(p) for p in wanted}
+    taken = stats or {}
+    stats = {p: taken[p] if p in taken else _stat(p) for p in wanted}
     out = Refresh()
     for p, st in stats.items():
         if st is None:

@@ -129,12 +129,13 @@ def _index_fact() -> str:
         return "index none"
 
 
-def _all_depends(hint: Any) -> Any:
+def _all_depends(hint: Any, walked: list[Any] | None = None) -> Any:
     """Inputs of `ao cost --all`: every rollout in every home `query.codex_homes` could pick.
 
     The homes come from the sessions table (each launch's CODEX_HOME), the default home and the
     sessions dir. The table is read only when ao.db changed since the hint was stored; the candidate
     list is a superset of what codex_homes keeps (remote sessions too), so it can only over-invalidate.
+    The rollouts' Tree is also appended to `walked`, where the computation finds the walk's stats.
     """
     from supervisor import paths
     from supervisor.observe import answer_cache, codex_format
@@ -167,6 +168,8 @@ def _all_depends(hint: Any) -> Any:
         if is_dir and real not in homes:
             homes[real] = candidate
     tree = answer_cache.Tree(homes.values(), codex_format.ROLLOUT_PREFIX, codex_format.ROLLOUT_SUFFIXES)
+    if walked is not None:
+        walked.append(tree)
     return answer_cache.Depends(db_files, facts, {"db": db_stat, "launch_homes": launch_homes}, tree=tree)
 
 
@@ -207,15 +210,15 @@ def _sessions_depends(hint: Any) -> Any:
 
 
 def _compute(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str | None, until: str | None,
-             overrides: Any) -> str:
+             overrides: Any, walked: list[Any] | None = None) -> str:
     from supervisor.observe import index
 
     with index.collector_paused():
-        return _compute_text(all_rollouts, by, tz, since, until, overrides)
+        return _compute_text(all_rollouts, by, tz, since, until, overrides, walked[-1] if walked else None)
 
 
 def _compute_text(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str | None, until: str | None,
-                  overrides: Any) -> str:
+                  overrides: Any, tree: Any = None) -> str:
     from supervisor import store
     from supervisor.observe import pricing
     from supervisor.report.cost_report import build_report
@@ -225,7 +228,8 @@ def _compute_text(all_rollouts: bool, by: str, tz: dt.tzinfo | None, since: str 
     settle = None
     if all_rollouts:
         # the index's commit runs while the report is built; settled before the answer is kept or shown
-        entries, warnings, settle = query.all_entries(commit_behind=True)
+        walked = (tree.roots(), tree.stats()) if tree is not None else None  # answer_cache's walk, just made
+        entries, warnings, settle = query.all_entries(commit_behind=True, walked=walked)
     else:
         entries, warnings = query.session_entries(store.all_sessions())
     import orjson
@@ -249,9 +253,10 @@ def cached_report(all_rollouts: bool, by: str, tz: dt.tzinfo | None, tz_name: st
             "local_zone": None if tz_name else _local_zone(), "pricing": overrides,
             "codex_home": os.environ.get("CODEX_HOME")}
     get = answer_cache.answer_bytes if raw else answer_cache.answer
+    walked: list[Any] = []
     return get("cost-all" if all_rollouts else "cost-sessions", args,
-               _all_depends if all_rollouts else _sessions_depends,
-               lambda: _compute(all_rollouts, by, tz, since, until, overrides))
+               (lambda hint: _all_depends(hint, walked)) if all_rollouts else _sessions_depends,
+               lambda: _compute(all_rollouts, by, tz, since, until, overrides, walked))
 
 
 def parse_timezone(name: str | None) -> dt.tzinfo | None:

@@ -115,17 +115,29 @@ def codex_homes(records: list[SessionRecord] | None = None) -> list[Path]:
     return list(homes.values())
 
 
-def all_entries(codex_home: Path | None = None, commit_behind: bool = False
+def all_entries(codex_home: Path | None = None, commit_behind: bool = False,
+                walked: tuple[list[str], dict[str, Any]] | None = None
                 ) -> tuple[list[UsageEntry], list[str], Callable[[], None]]:
     """Entries for every rollout under sessions/ and archived_sessions/ of `codex_home`, or of every
     CODEX_HOME ao has used (`codex_homes`) when none is given; and the index's `settle` (see
-    index.refresh's `commit_behind`), to call before the process ends."""
+    index.refresh's `commit_behind`), to call before the process ends.
+
+    `walked`: (folders, path -> stat) of a walk just made (answer_cache.Tree). A home whose two folders
+    it covers, spelt the same, is taken from it instead of being walked and statted again."""
     from supervisor.observe import index
 
     homes = [codex_home] if codex_home else codex_homes()
-    found = [p for home in homes for p in index.discover(home)]
+    walked_roots, walked_stats = walked if walked is not None else ([], {})
+    found: list[str] = []
+    for home in homes:
+        folders = (str(home / "sessions"), str(home / "archived_sessions"))
+        if all(f in walked_roots for f in folders):
+            under = tuple(f + os.sep for f in folders)
+            found += sorted(p for p in walked_stats if p.startswith(under))  # as index.discover lists them
+        else:
+            found += index.discover(home)
     roots = [root for home in homes for root in (home / "sessions", home / "archived_sessions")]
-    refreshed = index.refresh(found, prune_roots=roots, commit_behind=commit_behind)
+    refreshed = index.refresh(found, prune_roots=roots, commit_behind=commit_behind, stats=walked_stats)
     try:
         entries = [UsageEntry(f.thread_id or os.path.basename(f.path), f.cwd or "", model, bucket, tokens)
                    for f, model, bucket, tokens in index.iter_sums(refreshed.files.values())]
