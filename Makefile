@@ -39,7 +39,7 @@ demo: install system-deps
 	$(AO) demo
 
 test: codex lint browser-deps
-	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	AO_TEST_HOME=$(TEST_HOME) $(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # ruff (pyflakes, style, imports, bugbear) and mypy, both configured in pyproject.toml.
 lint: install

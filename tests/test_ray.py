@@ -23,6 +23,11 @@ ray = pytest.importorskip("ray", reason="the Ray runtime's tests need the extra:
 
 from supervisor.model.server import read_ledger  # noqa: E402
 
+# One pytest worker runs all of these (`make test` passes --dist loadgroup), and the cluster goes when
+# the last of them is done: kept for the whole session, its processes were children of that worker
+# and loaded the machine under every later test there.
+pytestmark = pytest.mark.xdist_group("ray")
+
 KEYS = ("input", "cached_input", "output", "reasoning")
 USAGE = "usage: {input: 1000, cached_input: 200, output: 50, reasoning: 10}"
 SCRIPT = f"""
@@ -88,7 +93,7 @@ def _is_ray(proc: psutil.Process) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
     """Head (no CPUs) and two workers, `node_a` and `node_b`, all on 127.0.0.1; torn down with nothing left."""
     from off_tmp import new_dir

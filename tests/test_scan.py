@@ -444,9 +444,20 @@ def started_reads(monkeypatch: pytest.MonkeyPatch) -> list[scan.Reads]:
 
 
 def children() -> list[Any]:
-    """This process's children, zombies included: a worker not reaped is still one."""
+    """This process's children that were not there when the test began, zombies included: a worker not
+    reaped is still one. (The others are another test's: a Ray cluster lives as long as its pytest worker.)"""
     import psutil
-    return psutil.Process().children()
+    return [c for c in psutil.Process().children() if c not in _BEFORE]
+
+
+_BEFORE: set[Any] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before() -> None:
+    import psutil
+    _BEFORE.clear()
+    _BEFORE.update(psutil.Process().children())
 
 
 def test_with_no_index_the_workers_start_before_it_is_opened(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
