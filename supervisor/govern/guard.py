@@ -273,9 +273,9 @@ def plan_blocks(text: str) -> list[str]:
 
 
 def digest(text: str) -> str:
-    import hashlib
+    from supervisor.digest import sha256
 
-    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return "sha256:" + sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --- approvals --------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ ledger truncated or rolled back in place no longer checks out.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import paths
+from supervisor.digest import sha256
 from supervisor.errors import FatalError
 from supervisor.locking import file_lock
 from supervisor.redact import redact
@@ -58,7 +58,7 @@ def canonical(entry: dict[str, Any]) -> bytes:
 
 
 def line_hash(line: bytes) -> str:
-    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+    return sha256(line.rstrip(b"\n")).hexdigest()
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -119,10 +119,69 @@ def public_key_path(ao_home: Path | None = None) -> Path:
     return key_path(ao_home).with_name(KEY_NAME + ".pub")
 
 
+# An ed25519 private key in PKCS#8 (RFC 8410) is this 16-byte DER prefix and the 32-byte seed; the
+# PEM file holds that in one base64 line. It is what `cryptography` wrote for keys made before this.
+_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_HEAD, _PEM_TAIL = b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----"
+
+
+class SigningKey:
+    """The installation's ed25519 key, signing through libsodium (PyNaCl).
+
+    The runner holds one for its whole life, so what the signer costs is paid by every agent:
+    libsodium adds ~3.5 MB resident where `cryptography` (Rust and a static OpenSSL) added ~9 MB.
+    Signatures are plain RFC 8032 ed25519 either way; the checkers below verify with `cryptography`.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, seed: bytes) -> None:
+        from nacl.signing import SigningKey as NaclKey
+
+        self._key = NaclKey(seed)
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte signature alone (PyNaCl's own `sign` returns signature + message)."""
+        return bytes(self._key.sign(data).signature)
+
+    def public_raw(self) -> bytes:
+        return bytes(self._key.verify_key)
+
+
 def _raw_public(key: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
+    if isinstance(key, SigningKey):
+        return key.public_raw()
+    from cryptography.hazmat.primitives import serialization  # a key of cryptography's own
 
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _pem(seed: bytes) -> bytes:
+    return b"%s\n%s\n%s\n" % (_PEM_HEAD, base64.b64encode(_PKCS8_PREFIX + seed), _PEM_TAIL)
+
+
+def _seed_of(pem: bytes, path: Path) -> bytes:
+    """The 32-byte seed of an ed25519 PEM key; any other kind of key is refused."""
+    lines = pem.strip().split(b"\n")
+    if len(lines) == 3 and lines[0] == _PEM_HEAD and lines[2] == _PEM_TAIL:
+        try:
+            der = base64.b64decode(lines[1].strip(), validate=True)
+        except ValueError:
+            der = b""
+        if len(der) == len(_PKCS8_PREFIX) + 32 and der.startswith(_PKCS8_PREFIX):
+            return der[len(_PKCS8_PREFIX):]
+    # another encoding of a key (say one that also embeds its public half): let cryptography read it
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an ed25519 private key")
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
 
 
 def write_public_key(key: Any, ao_home: Path | None = None) -> bytes:
@@ -139,21 +198,16 @@ def write_public_key(key: Any, ao_home: Path | None = None) -> bytes:
     return raw
 
 
-def load_or_create_key(ao_home: Path | None = None) -> Any:
+def load_or_create_key(ao_home: Path | None = None) -> SigningKey:
     """The installation's signing key, created with mode 0600 on first use (race-safe via link)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     path = key_path(ao_home)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, pem)
+            os.write(fd, _pem(os.urandom(32)))  # an ed25519 private key is 32 random bytes (RFC 8032 5.1.5)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -163,9 +217,7 @@ def load_or_create_key(ao_home: Path | None = None) -> Any:
             pass
         finally:
             os.unlink(tmp)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an ed25519 private key")
+    key = SigningKey(_seed_of(path.read_bytes(), path))
     write_public_key(key, ao_home)  # also derives the .pub of installs older than it
     return key
 
@@ -175,7 +227,7 @@ def public_key_raw(ao_home: Path | None = None) -> bytes:
 
 
 def fingerprint(public_raw: bytes) -> str:
-    return "SHA256:" + hashlib.sha256(public_raw).hexdigest()[:32]
+    return "SHA256:" + sha256(public_raw).hexdigest()[:32]
 
 
 def sign_entry(key: Any, entry: dict[str, Any]) -> bytes:
@@ -191,7 +243,7 @@ def command_fields(command: str, limit: int = TEXT_LIMIT) -> dict[str, Any]:
     """The command itself, or (when longer than `limit`) its sha256, length and a labelled head."""
     if len(command) <= limit:
         return {"command": command}
-    return {"command_sha256": hashlib.sha256(command.encode("utf-8", "surrogatepass")).hexdigest(),
+    return {"command_sha256": sha256(command.encode("utf-8", "surrogatepass")).hexdigest(),
             "command_len": len(command), "command_head": command[:limit]}
 
 
@@ -320,10 +372,10 @@ def _spooled_entry(raw: bytes) -> tuple[Any, str, Any, Any]:
     except (ValueError, KeyError):
         return time.time(), "lifecycle", {
             "event": "spool_line_unreadable", "raw": raw[:500].decode("utf-8", "replace"),
-            "raw_len": len(raw), "raw_sha256": hashlib.sha256(raw).hexdigest()}, None
+            "raw_len": len(raw), "raw_sha256": sha256(raw).hexdigest()}, None
     if kind in GUARD_KINDS:
         return ts, "lifecycle", {"event": "forged_spool_line", "claimed_kind": kind, "claimed_body": body,
-                                 "raw_sha256": hashlib.sha256(raw).hexdigest()}, prompt_hash
+                                 "raw_sha256": sha256(raw).hexdigest()}, prompt_hash
     if kind == "wrapper_event" and not _is_sourced_claim(body):
         body = as_claim(body, "spool")
     return ts, kind, body, prompt_hash
@@ -385,7 +437,7 @@ class LedgerWriter:
                 body: Any = strict_loads(raw)
             except ValueError:
                 body = {"unreadable": raw[:500].decode("utf-8", "replace"), "raw_len": len(raw),
-                        "raw_sha256": hashlib.sha256(raw).hexdigest()}
+                        "raw_sha256": sha256(raw).hexdigest()}
             events.append(("wrapper_event", as_claim(body, source_name), None))
         return self.append_many(events) if events else []
 

@@ -21,13 +21,14 @@ Everything here is pure; `PlanState` is what the guard server holds, behind its 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from supervisor.digest import sha256
 
 SERVER_NAME = "ao"
 REGISTER_TOOL = f"mcp__{SERVER_NAME}__register_intent_plan"
@@ -91,7 +92,7 @@ class Revision:
 
 def plan_hash(canonical: dict[str, Any]) -> str:
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return "sha256:" + sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tool_of(action: str) -> str:

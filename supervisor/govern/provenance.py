@@ -14,11 +14,12 @@ each look reads at most MAX_SCAN new bytes and parses only the lines that hold a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import OrderedDict
 from typing import Any, NamedTuple
+
+from supervisor.digest import sha256
 
 CONFIRMED, UNCONFIRMED = "rollout", "unconfirmed"
 CONFIRM_WAIT_S = 0.3      # codex wrote the call before the hook ran; this is slack, not the rule
@@ -44,7 +45,7 @@ def _canonical(value: Any) -> str:
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _forms(value: Any, out: set[str]) -> None:
