@@ -112,3 +112,51 @@ def test_doctor_finds_provisioned_codex(ao, codex):
     report = json.loads(out.stdout)
     assert report["codex"]["path"] == str(codex)
     assert any(c["taken"] and c["source"] == "cache" for c in report["codex"]["candidates"])
+
+
+def _npm_linking(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, real_binary: Path,
+                 also_install_at: Path | None = None) -> None:
+    """An npm whose download is a link to the real codex binary; with `also_install_at`, another ao
+    finishes the same install while this one's npm runs."""
+    rel = codex_bin.native_binary(Path(".")).as_posix()
+    script = f"#!/bin/sh\nmkdir -p \"$(dirname '{rel}')\" && ln -s '{real_binary}' '{rel}'\n"
+    if also_install_at is not None:
+        other = codex_bin.native_binary(also_install_at)
+        script += (f"mkdir -p '{other.parent}' && ln -s '{real_binary}' '{other}'"
+                   f" && touch '{also_install_at}/the-other-aos-copy'\n")
+    npm_dir = tmp_path / "npmbin"
+    npm_dir.mkdir(exist_ok=True)
+    (npm_dir / "npm").write_text(script)
+    (npm_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{npm_dir}:/usr/bin:/bin")
+
+
+@pytest.mark.parametrize("leftover", ["dangling link", "file", "directory without codex"])
+def test_provisioning_replaces_whatever_broken_thing_holds_the_version_dir(
+        leftover, bare_path, monkeypatch, tmp_path, shared_codex_cache):
+    _npm_linking(monkeypatch, tmp_path, codex_bin.native_binary(shared_codex_cache))
+    cache = paths.codex_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / "0.169.0"
+    if leftover == "dangling link":
+        target.symlink_to(tmp_path / "gone", target_is_directory=True)
+    elif leftover == "file":
+        target.write_text("not an install\n")
+    else:
+        (target / "node_modules").mkdir(parents=True)
+    binary = codex_bin.resolve("auto", "0.169.0", provision=True)
+    assert binary == codex_bin.native_binary(target)
+    assert target.is_dir() and not target.is_symlink()
+    assert codex_bin.probe_version(str(binary)) == ("0.169.0", "")
+    left = sorted(p.name for p in cache.iterdir() if not p.name.startswith("resolved-"))
+    assert left == ["0.169.0"]  # no staging, nothing moved aside left
+
+
+def test_an_install_another_ao_finished_first_is_kept(bare_path, monkeypatch, tmp_path, shared_codex_cache):
+    target = paths.codex_cache_dir() / "0.169.0"
+    _npm_linking(monkeypatch, tmp_path, codex_bin.native_binary(shared_codex_cache), also_install_at=target)
+    binary = codex_bin.resolve("auto", "0.169.0", provision=True)
+    assert binary == codex_bin.native_binary(target)
+    assert (target / "the-other-aos-copy").exists()  # its copy, which may already be running, was not replaced
+    left = sorted(p.name for p in paths.codex_cache_dir().iterdir() if not p.name.startswith("resolved-"))
+    assert left == ["0.169.0"]

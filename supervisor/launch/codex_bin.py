@@ -189,8 +189,37 @@ def provision_codex(version: str, cache_dir: Path | None = None) -> Path:
     if found is None:
         shutil.rmtree(staging, ignore_errors=True)
         raise FatalError(f"npm installed @openai/codex@{version} but its binary is unusable: {why}")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)  # a half-done install never sits at the final path
+    return _settle(staging, target, version)
+
+
+def _settle(staging: Path, target: Path, version: str) -> Path:
+    """Move a checked install from `staging` to `target`; a half-done install never sits at the final path.
+
+    Another ao may have installed the same version meanwhile: its copy is kept (it may be running)
+    and this one dropped. Whatever else is at the target (a broken install, a file, a dangling
+    link) is moved aside first, never followed.
+    """
+    def working() -> bool:
+        return probe_version(str(native_binary(target)))[0] == version
+
+    if working():
+        shutil.rmtree(staging, ignore_errors=True)
+        return native_binary(target)
+    try:
+        if os.path.lexists(target):
+            aside = target.with_name(f".{target.name}.replaced.{os.getpid()}")
+            os.replace(target, aside)
+            if aside.is_dir() and not aside.is_symlink():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                aside.unlink()
+        os.replace(staging, target)
+    except OSError as exc:
+        if working():  # another ao won the race between the check and the move
+            shutil.rmtree(staging, ignore_errors=True)
+            return native_binary(target)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FatalError(f"cannot put codex {version} at {target}: {exc.strerror or exc}") from None
     return native_binary(target)
 
 
