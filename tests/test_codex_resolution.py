@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,28 @@ def test_an_install_another_ao_finished_first_is_kept(bare_path, monkeypatch, tm
     assert (target / "the-other-aos-copy").exists()  # its copy, which may already be running, was not replaced
     left = sorted(p.name for p in paths.codex_cache_dir().iterdir() if not p.name.startswith("resolved-"))
     assert left == ["0.169.0"]
+
+
+def test_a_staging_dir_whose_ao_was_killed_is_removed_by_the_next_install(
+        bare_path, monkeypatch, tmp_path, shared_codex_cache):
+    cache = paths.codex_cache_dir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = cache / f".0.169.0.installing.{dead.pid}"
+    live = cache / f".0.169.0.installing.{os.getppid()}"  # an ao still installing: left alone
+    for d in (abandoned, live):
+        (d / "node_modules").mkdir(parents=True)
+    _npm_linking(monkeypatch, tmp_path, codex_bin.native_binary(shared_codex_cache))
+    codex_bin.resolve("auto", "0.169.0", provision=True)
+    assert not abandoned.exists() and live.exists()
+
+
+def test_an_interrupted_npm_install_leaves_no_staging_dir(bare_path, monkeypatch, tmp_path):
+    npm_dir = tmp_path / "npmbin"
+    npm_dir.mkdir()
+    (npm_dir / "npm").write_text("#!/bin/sh\nkill -INT $PPID\nsleep 5\n")
+    (npm_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{npm_dir}:/usr/bin:/bin")
+    with pytest.raises(KeyboardInterrupt):
+        codex_bin.resolve("auto", "0.169.0", provision=True)
+    assert [p.name for p in paths.codex_cache_dir().iterdir() if "installing" in p.name] == []

@@ -172,6 +172,7 @@ def provision_codex(version: str, cache_dir: Path | None = None) -> Path:
         staging.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FatalError(f"cannot create {staging}: {exc.strerror}") from None
+    _drop_abandoned_staging(cache_dir)
     (staging / "package.json").write_text('{"name": "ao-codex-cache", "private": true}\n')
     try:
         proc = subprocess.run(
@@ -180,6 +181,9 @@ def provision_codex(version: str, cache_dir: Path | None = None) -> Path:
     except (OSError, subprocess.TimeoutExpired) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise FatalError(f"`npm install @openai/codex@{version}` failed: {exc}") from None
+    except BaseException:  # ^C: npm got it too; a half install is not left behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
@@ -190,6 +194,25 @@ def provision_codex(version: str, cache_dir: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise FatalError(f"npm installed @openai/codex@{version} but its binary is unusable: {why}")
     return _settle(staging, target, version)
+
+
+def _drop_abandoned_staging(cache_dir: Path) -> None:
+    """Remove `.<version>.installing.<pid>` dirs whose ao is gone (killed mid-install)."""
+    try:
+        names = os.listdir(cache_dir)
+    except OSError:
+        return
+    for name in names:
+        head, _, pid = name.rpartition(".installing.")
+        if not head.startswith(".") or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still installing (or the pid was reused: leave it)
+        except ProcessLookupError:
+            shutil.rmtree(cache_dir / name, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _settle(staging: Path, target: Path, version: str) -> Path:
