@@ -82,12 +82,17 @@ def test_missing_npm_is_a_clear_error(bare_path, monkeypatch, tmp_path):
     assert "npm is missing" in str(err.value) and "codex.binary" in str(err.value)
 
 
-def test_failed_npm_install_is_a_clear_error_and_leaves_no_half_install(bare_path, monkeypatch, tmp_path):
+def _npm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: str) -> None:
+    """An `npm` first on PATH that runs `body` (sh) in the staging dir; the network side of npm."""
     npm_dir = tmp_path / "npmbin"
-    npm_dir.mkdir()
-    (npm_dir / "npm").write_text("#!/bin/sh\necho 'npm ERR! 404 Not Found - @openai/codex@0.0.0' >&2\nexit 1\n")
+    npm_dir.mkdir(exist_ok=True)
+    (npm_dir / "npm").write_text("#!/bin/sh\n" + body)
     (npm_dir / "npm").chmod(0o755)
     monkeypatch.setenv("PATH", f"{npm_dir}:/usr/bin:/bin")
+
+
+def test_failed_npm_install_is_a_clear_error_and_leaves_no_half_install(bare_path, monkeypatch, tmp_path):
+    _npm(monkeypatch, tmp_path, "echo 'npm ERR! 404 Not Found - @openai/codex@0.0.0' >&2\nexit 1\n")
     with pytest.raises(FatalError) as err:
         codex_bin.resolve("auto", "0.0.0", provision=True)
     assert "exited 1" in str(err.value) and "404" in str(err.value)
@@ -120,16 +125,12 @@ def _npm_linking(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, real_binary: P
     """An npm whose download is a link to the real codex binary; with `also_install_at`, another ao
     finishes the same install while this one's npm runs."""
     rel = codex_bin.native_binary(Path(".")).as_posix()
-    script = f"#!/bin/sh\nmkdir -p \"$(dirname '{rel}')\" && ln -s '{real_binary}' '{rel}'\n"
+    script = f"mkdir -p \"$(dirname '{rel}')\" && ln -s '{real_binary}' '{rel}'\n"
     if also_install_at is not None:
         other = codex_bin.native_binary(also_install_at)
         script += (f"mkdir -p '{other.parent}' && ln -s '{real_binary}' '{other}'"
                    f" && touch '{also_install_at}/the-other-aos-copy'\n")
-    npm_dir = tmp_path / "npmbin"
-    npm_dir.mkdir(exist_ok=True)
-    (npm_dir / "npm").write_text(script)
-    (npm_dir / "npm").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{npm_dir}:/usr/bin:/bin")
+    _npm(monkeypatch, tmp_path, script)
 
 
 @pytest.mark.parametrize("leftover", ["dangling link", "file", "directory without codex"])
@@ -178,11 +179,7 @@ def test_a_staging_dir_whose_ao_was_killed_is_removed_by_the_next_install(
 
 
 def test_an_interrupted_npm_install_leaves_no_staging_dir(bare_path, monkeypatch, tmp_path):
-    npm_dir = tmp_path / "npmbin"
-    npm_dir.mkdir()
-    (npm_dir / "npm").write_text("#!/bin/sh\nkill -INT $PPID\nsleep 5\n")
-    (npm_dir / "npm").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{npm_dir}:/usr/bin:/bin")
+    _npm(monkeypatch, tmp_path, "kill -INT $PPID\nsleep 5\n")
     with pytest.raises(KeyboardInterrupt):
         codex_bin.resolve("auto", "0.169.0", provision=True)
     assert [p.name for p in paths.codex_cache_dir().iterdir() if "installing" in p.name] == []

@@ -916,6 +916,24 @@ typedef struct {
     size_t group_n, group_cap;
 } walker;
 
+static void walk_fail(walk *w) {
+    pthread_mutex_lock(&w->lock);
+    w->failed = 1;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* `arr` with room for one more element past `used` (doubling from `first`), or NULL when out of
+ * memory, in which case `arr` is still valid and *cap unchanged. */
+static void *grow(void *arr, size_t *cap, size_t used, size_t elem, size_t first) {
+    if (used < *cap)
+        return arr;
+    size_t n = *cap ? *cap * 2 : first;
+    void *grown = realloc(arr, n * elem);
+    if (grown != NULL)
+        *cap = n;
+    return grown;
+}
+
 static int rollout_name(walk *w, const char *name, size_t n) {
     if ((Py_ssize_t)n < w->prefix_n || memcmp(name, w->prefix, w->prefix_n) != 0)
         return 0;
@@ -939,14 +957,10 @@ static char *joined(const char *folder, size_t fn, const char *name, size_t nn, 
 
 /* Under the lock. */
 static int push_folder(walk *w, char *path, size_t len, int top) {
-    if (w->todo_n == w->todo_cap) {
-        size_t cap = w->todo_cap ? w->todo_cap * 2 : 256;
-        folder_item *grown = realloc(w->todo, cap * sizeof(folder_item));
-        if (grown == NULL)
-            return -1;
-        w->todo = grown;
-        w->todo_cap = cap;
-    }
+    folder_item *todo = grow(w->todo, &w->todo_cap, w->todo_n, sizeof(folder_item), 256);
+    if (todo == NULL)
+        return -1;
+    w->todo = todo;
     w->todo[w->todo_n].path = path;
     w->todo[w->todo_n].len = len;
     w->todo[w->todo_n].top = top;
@@ -994,24 +1008,16 @@ static void walk_folder(walker *t, const char *folder, size_t fn, int top) {
         }
         if (!rollout_name(w, name, nn))
             continue;
-        if (t->count == t->cap) {
-            size_t cap = t->cap ? t->cap * 2 : 1024;
-            stat_rec *grown = realloc(t->recs, cap * sizeof(stat_rec));
-            if (grown == NULL) {
-                pthread_mutex_lock(&w->lock);
-                w->failed = 1;
-                pthread_mutex_unlock(&w->lock);
-                break;
-            }
-            t->recs = grown;
-            t->cap = cap;
+        stat_rec *recs = grow(t->recs, &t->cap, t->count, sizeof(stat_rec), 1024);
+        if (recs == NULL) {
+            walk_fail(w);
+            break;
         }
+        t->recs = recs;
         stat_rec *r = &t->recs[t->count];
         r->path = joined(folder, fn, name, nn, &r->len);
         if (r->path == NULL) {
-            pthread_mutex_lock(&w->lock);
-            w->failed = 1;
-            pthread_mutex_unlock(&w->lock);
+            walk_fail(w);
             break;
         }
         struct stat st;
@@ -1035,18 +1041,12 @@ static void walk_folder(walker *t, const char *folder, size_t fn, int top) {
     /* sorted here, in parallel, and only among the folder's own names: one sort of every path at the
      * end, comparing long shared prefixes on one thread, was a sixth of the walk's time at 50,000 */
     qsort(t->recs + start, t->count - start, sizeof(stat_rec), by_path);
-    if (t->group_n == t->group_cap) {
-        size_t cap = t->group_cap ? t->group_cap * 2 : 64;
-        folder_group *grown = realloc(t->groups, cap * sizeof(folder_group));
-        if (grown == NULL) {
-            pthread_mutex_lock(&w->lock);
-            w->failed = 1;
-            pthread_mutex_unlock(&w->lock);
-            return;
-        }
-        t->groups = grown;
-        t->group_cap = cap;
+    folder_group *groups = grow(t->groups, &t->group_cap, t->group_n, sizeof(folder_group), 64);
+    if (groups == NULL) {
+        walk_fail(w);
+        return;
     }
+    t->groups = groups;
     folder_group *g = &t->groups[t->group_n++];
     g->folder = t->recs[start].path;
     g->fn = fn;
