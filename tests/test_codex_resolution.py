@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,16 @@ def test_doctor_lists_candidates_and_tools(ao, tmp_path):
     if out.returncode != 0:  # no codex anywhere reachable: says how to fix it, no traceback
         assert "codex: MISSING" in out.stdout and "ao doctor --provision" in out.stdout
     assert "Traceback" not in out.stderr
+
+
+def test_doctor_says_whether_the_scan_loop_was_compiled(ao, monkeypatch):
+    from supervisor.report import doctor
+
+    out = ao("doctor", env=dict(os.environ, PATH="/usr/bin:/bin"))
+    assert "scanner: ok (compiled: " in out.stdout  # `make` builds it, as a pip install with a compiler does
+    monkeypatch.setitem(sys.modules, "supervisor.observe._fastscan", None)  # an install without a compiler
+    missing = doctor.scanner_check()
+    assert not missing["ok"] and "pure-Python" in missing["detail"] and "C compiler" in missing["hint"]
 
 
 def test_doctor_finds_provisioned_codex(ao, codex):

@@ -57,8 +57,22 @@ def diagnose(cfg: Config, provision: bool) -> dict[str, Any]:
 
     tools = [_tool(name, cmd, hint) for name, (cmd, hint) in all_tools().items()]
     tools.append(jail.doctor_check(Path(codex["path"]) if codex["path"] else None))
+    tools.append(scanner_check())
     return {"config": str(cfg.path) if cfg.path else None, "codex": codex, "tools": tools,
             "model_access": model_access(cfg)}
+
+
+def scanner_check() -> dict[str, Any]:
+    """Whether the install compiled the scan loop (supervisor/observe/_fastscan.c). The build is optional so
+    that ao installs without a compiler; without it `ao cost` gives the same answers in pure Python, slower."""
+    try:
+        from supervisor.observe import _fastscan
+    except ImportError as exc:
+        return {"name": "scanner", "ok": False,
+                "detail": f"the compiled scan loop is missing ({exc}); ao cost runs its pure-Python twin",
+                "hint": "install a C compiler and the Python headers (e.g. apt-get install gcc python3-dev), "
+                        "then reinstall ao"}
+    return {"name": "scanner", "ok": True, "detail": f"compiled: {_fastscan.__file__}", "hint": ""}
 
 
 def model_access(cfg: Config) -> list[dict[str, Any]]:
