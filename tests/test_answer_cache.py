@@ -186,6 +186,32 @@ def corpus(ao: Run) -> list[Path]:
     return files
 
 
+def test_a_served_answer_loads_neither_hashlib_nor_openssl(ao: Run, corpus: list[Path]) -> None:
+    """`import hashlib` loads OpenSSL (~4 ms); a hit on settled files hashes only short texts, with the
+    built-in sha256. (A racy file's bytes are hashed with hashlib: they may be megabytes.)"""
+    import subprocess
+    import sys
+
+    newest = max(os.stat(p).st_ctime_ns for p in corpus)
+    time.sleep(max(0.0, (newest + answer_cache.RACY_NS - time.time_ns()) / 1e9) + 0.1)
+    warm(ao, "--all")  # stored again, now with no racy file
+    assert all(not header["racy"] for _, header in headers().values())
+    before = headers()
+    code = ("import os, sys; sys.argv = ['ao', 'cost', '--all', '--json']\n"
+            "class Quick(SystemExit): pass\n"
+            "def _exit(c): raise Quick(c)\n"
+            "os._exit = _exit\n"
+            "from supervisor.entry import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code, quick = e.code, isinstance(e, Quick)\n"
+            "sys.stdout.flush()\n"
+            "print(repr((code, quick, sorted(m for m in sys.modules if m in ('hashlib', '_hashlib')))), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "AO_NO_WATCH": "1"})
+    assert done.stderr.strip().splitlines()[-1] == "(0, True, [])", done.stderr
+    assert served(before)
+    assert done.stdout == fresh(ao, "--all")
+
+
 def test_appended_line_recomputes(ao: Run, corpus: list[Path]) -> None:
     with corpus[0].open("ab") as fh:
         fh.write(line("event_msg", {"type": "token_count", "rate_limits": None,
