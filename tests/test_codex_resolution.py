@@ -117,7 +117,11 @@ def test_doctor_says_whether_the_scan_loop_was_compiled(ao, monkeypatch):
 
     out = ao("doctor", env=dict(os.environ, PATH="/usr/bin:/bin"))
     assert "scanner: ok (compiled: " in out.stdout  # `make` builds it, as a pip install with a compiler does
-    monkeypatch.setitem(sys.modules, "supervisor.observe._fastscan", None)  # an install without a compiler
+    import supervisor.observe
+
+    # an install without a compiler: no module, and no attribute left on the package by an earlier import
+    monkeypatch.setitem(sys.modules, "supervisor.observe._fastscan", None)
+    monkeypatch.delattr(supervisor.observe, "_fastscan", raising=False)
     missing = doctor.scanner_check()
     assert not missing["ok"] and "pure-Python" in missing["detail"] and "C compiler" in missing["hint"]
 
