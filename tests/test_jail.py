@@ -332,3 +332,46 @@ def _layout_at(spec: jail.JailSpec) -> jail.JailSpec:
     (codex_home / "config.toml").write_text('model = "x"\n')
     (codex_home / ".ao-trust.lock").write_text("")
     return spec
+
+
+def test_a_passed_probe_is_remembered_for_a_while_and_a_failure_never(tmp_path, monkeypatch):
+    bwrap = jail.find_bwrap(None)
+    assert bwrap is not None
+    real_probe = jail.probe
+    runs: list[str | None] = []
+
+    def counted(path: Path) -> str | None:
+        runs.append(real_probe(path))
+        return runs[-1]
+
+    monkeypatch.setattr(jail, "probe", counted)
+    cache = tmp_path / "cache"
+    assert jail.probe_recent(bwrap, cache) is None and runs == [None]  # the real nested jail ran
+    assert jail.probe_recent(bwrap, cache) is None and len(runs) == 1  # remembered
+    (marker,) = cache.iterdir()
+    old = time.time() - jail.PROBE_FRESH_S - 1
+    os.utime(marker, (old, old))
+    assert jail.probe_recent(bwrap, cache) is None and len(runs) == 2  # too old: probed again
+    monkeypatch.setattr(jail, "probe", lambda path: "user namespaces are disabled: test")
+    assert jail.probe_recent(bwrap, cache) is None  # the remembered pass still stands for this one
+    os.utime(marker, (old, old))
+    assert jail.probe_recent(bwrap, cache) == "user namespaces are disabled: test"
+    assert jail.probe_recent(bwrap, cache) == "user namespaces are disabled: test"  # a failure is never kept
+    assert [p.name for p in cache.iterdir()] == [marker.name]
+    os.utime(marker, None)
+    assert jail.probe_recent(bwrap, cache) is None  # a fresh pass of this bwrap (the marker's mtime) counts
+
+
+def test_a_replaced_bwrap_is_probed_again(tmp_path, monkeypatch):
+    bwrap = jail.find_bwrap(None)
+    assert bwrap is not None
+    copy = tmp_path / "bin" / "bwrap"
+    copy.parent.mkdir()
+    copy.write_bytes(Path(bwrap).read_bytes())
+    copy.chmod(0o755)
+    cache = tmp_path / "cache"
+    assert jail.probe_recent(copy, cache) is None
+    copy.unlink()
+    copy.write_text("#!/bin/sh\nexit 1\n")  # another file at the same path: a new inode and mtime
+    copy.chmod(0o755)
+    assert jail.probe_recent(copy, cache) is not None

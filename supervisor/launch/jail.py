@@ -54,6 +54,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,43 @@ def probe(bwrap: Path) -> str | None:
     if any(word in message for word in ("namespace", "uid map", "setting up uid", "Operation not permitted")):
         return f"user namespaces are disabled: {message}"
     return f"bwrap failed: {message}"
+
+
+PROBE_FRESH_S = 600.0
+
+
+def probe_recent(bwrap: Path, cache_dir: Path) -> str | None:
+    """probe(), skipped when the same bwrap passed it on this boot less than PROBE_FRESH_S ago.
+
+    Every spawn probed, and fifty agents starting at once on a 2-core Ray node made the trivial jailed
+    command outlast its 20 s, failing an agent whose jail would have run. Only a pass is remembered, as a
+    marker in `cache_dir` ($AO_HOME or the node's private folder, read-only or hidden inside the jail).
+    A marker that lies buys nothing: the launch still runs codex inside bwrap, and a jail that cannot
+    start fails the session there instead of here, with bwrap's own message.
+    """
+    from supervisor.digest import sha256
+
+    try:
+        st = os.stat(bwrap)
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+    except OSError:
+        return probe(bwrap)
+    key = sha256(f"{_real(bwrap)}\0{st.st_ino}\0{st.st_mtime_ns}\0{boot}".encode()).hexdigest()[:24]
+    marker = cache_dir / f"bwrap-ok-{key}"
+    try:
+        if 0 <= time.time() - marker.stat().st_mtime < PROBE_FRESH_S:
+            return None
+    except OSError:
+        pass
+    reason = probe(bwrap)
+    if reason is None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            marker.touch()
+        except OSError:
+            pass  # not remembered: the next spawn probes again
+    return reason
 
 
 def doctor_check(codex_binary: Path | None) -> dict[str, object]:

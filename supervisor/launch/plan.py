@@ -44,7 +44,7 @@ def jail_plan(session: str, workspace: Path, codex: Path, codex_home: Path, read
     if bwrap is None:
         raise FatalError("cannot jail the agent: no bubblewrap (bwrap) found; `ao doctor` says how to get one, "
                          "or pass --unjailed to run without ao's jail (ao's governance is then best effort)")
-    reason = jail.probe(bwrap)
+    reason = jail.probe_recent(bwrap, paths.ao_home() / "cache")
     if reason:
         raise FatalError(f"cannot jail the agent: {reason}; `ao doctor` says more, or pass --unjailed to run "
                          "without ao's jail (ao's governance is then best effort)")

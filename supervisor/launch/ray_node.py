@@ -243,7 +243,7 @@ class NodeAgent:
         bwrap = jail.find_bwrap(codex)
         if bwrap is None:
             raise OSError(f"no bubblewrap on Ray node {self.node_id}; install bwrap there, or spawn with --unjailed")
-        reason = jail.probe(bwrap)
+        reason = jail.probe_recent(bwrap, self.base / "cache")
         if reason:
             raise OSError(f"cannot jail the agent on Ray node {self.node_id}: {reason}")
         spec = jail.JailSpec(ao_home=home, session_dir=sdir, workspace=work, codex_home=codex_home,
