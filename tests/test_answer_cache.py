@@ -549,7 +549,7 @@ def test_a_cold_answer_takes_the_walks_stats_and_a_change_after_it_is_seen(ao: R
     real_refresh = index.refresh
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
-        stats_given.append(kwargs.get("stats"))
+        stats_given.append(kwargs.get("statted"))
         with corpus[0].open("ab") as fh:  # the world moves on between the walk and the read
             fh.write(line("event_msg", {"type": "token_count", "rate_limits": None,
                                         "info": {"total_token_usage": tokens(5000, 2500, 50, 5),

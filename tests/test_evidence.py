@@ -329,7 +329,7 @@ def test_truncated_reordered_or_re_trailered_bundles_fail(tmp_path, monkeypatch)
     other = ledger.load_or_create_key(_second_home(tmp_path))
     own = ledger.load_or_create_key()
     for key, why in ((other, "not trusted"), (own, "anchored at seq 4")):
-        public_raw = ledger._raw_public(key)
+        public_raw = key.public_raw()
         header = ledger.strict_object(lines[0])
         header.pop("sig")
         header.update(public_key=base64.b64encode(public_raw).decode(), key_fingerprint=ledger.fingerprint(public_raw))

@@ -54,13 +54,14 @@ def test_a_new_key_is_one_cryptography_reads_and_both_sign_alike():
     assert path.stat().st_mode & 0o777 == 0o600
     theirs = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(theirs, Ed25519PrivateKey)
-    assert ledger._raw_public(key) == ledger._raw_public(theirs)
+    assert key.public_raw() == theirs.public_key().public_bytes(serialization.Encoding.Raw,
+                                                                 serialization.PublicFormat.Raw)
     message = ledger.canonical({"kind": "tool_call", "n": 1})
     signature = key.sign(message)
     assert len(signature) == ledger.SIG_BYTES  # the signature alone, not PyNaCl's signature + message
     assert signature == theirs.sign(message)  # ed25519 is deterministic: the same key signs the same bytes
     assert (paths.ao_home() / "keys" / (ledger.KEY_NAME + ".pub")).read_text().strip() == \
-        base64.b64encode(ledger._raw_public(key)).decode()
+        base64.b64encode(key.public_raw()).decode()
 
 
 def test_a_key_written_before_the_change_keeps_signing_a_chain_that_checks(tmp_path):
@@ -82,7 +83,7 @@ def test_a_key_spelt_otherwise_is_read_through_cryptography():
     _write_key(_pkcs8(old).replace(b"\n", b"\r\n"))
     key = ledger.load_or_create_key()
     public = old.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    assert ledger._raw_public(key) == public
+    assert key.public_raw() == public
     Ed25519PublicKey.from_public_bytes(public).verify(key.sign(b"x"), b"x")
 
 

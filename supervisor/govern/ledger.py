@@ -148,14 +148,6 @@ class SigningKey:
         return bytes(self._key.verify_key)
 
 
-def _raw_public(key: Any) -> bytes:
-    if isinstance(key, SigningKey):
-        return key.public_raw()
-    from cryptography.hazmat.primitives import serialization  # a key of cryptography's own
-
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def _pem(seed: bytes) -> bytes:
     return b"%s\n%s\n%s\n" % (_PEM_HEAD, base64.b64encode(_PKCS8_PREFIX + seed), _PEM_TAIL)
 
@@ -184,9 +176,9 @@ def _seed_of(pem: bytes, path: Path) -> bytes:
                              serialization.NoEncryption())
 
 
-def write_public_key(key: Any, ao_home: Path | None = None) -> bytes:
+def write_public_key(key: SigningKey, ao_home: Path | None = None) -> bytes:
     """Keep `ledger_ed25519.pub` equal to the private key's public half; a verifier needs only it."""
-    raw = _raw_public(key)
+    raw = key.public_raw()
     text = base64.b64encode(raw).decode() + "\n"
     pub = public_key_path(ao_home)
     try:
@@ -223,7 +215,7 @@ def load_or_create_key(ao_home: Path | None = None) -> SigningKey:
 
 
 def public_key_raw(ao_home: Path | None = None) -> bytes:
-    return _raw_public(load_or_create_key(ao_home))
+    return load_or_create_key(ao_home).public_raw()
 
 
 def fingerprint(public_raw: bytes) -> str:

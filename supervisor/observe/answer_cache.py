@@ -90,7 +90,7 @@ class Tree:
 
     def roots(self) -> list[str]:
         """The folders walked, as the walk spells them (the rollouts' paths begin with these)."""
-        return [os.path.join(home, sub) for home in self.homes for sub in _TREE_SUBDIRS]
+        return [os.path.join(home, sub) for home in self.homes for sub in _tree_subdirs()]
 
     def stats(self) -> dict[str, os.stat_result | None]:
         """Path -> the stat the walk took (None where it failed), read back from the vector; empty
@@ -125,7 +125,12 @@ def _vector_stats_here(vector: bytes | memoryview) -> dict[str, os.stat_result |
     return out
 
 
-_TREE_SUBDIRS = ("sessions", "archived_sessions")
+def _tree_subdirs() -> tuple[str, str]:
+    from supervisor.observe import codex_format as cf  # already loaded by whoever made the Tree
+
+    return cf.SESSIONS_DIR, cf.ARCHIVED_DIR
+
+
 _U64 = (1 << 64) - 1  # the vector holds dev and inode as int64; os.stat gives them unsigned
 
 
@@ -411,7 +416,7 @@ def tree_stats(homes: Iterable[str], prefix: str, suffixes: tuple[str, ...],
     building the same from os.stat results; without the compiled module the same bytes are built here.
     The vector is None when it equals `previous`: comparing in place is cheaper than a new one.
     """
-    roots = [os.fsencode(os.path.join(home, sub)) for home in homes for sub in _TREE_SUBDIRS]
+    roots = [os.fsencode(os.path.join(home, sub)) for home in homes for sub in _tree_subdirs()]
     horizon = time.time_ns() - RACY_NS
     if _tree_stats is not None:
         return _tree_stats(roots, prefix.encode(), tuple(s.encode() for s in suffixes), horizon, previous)

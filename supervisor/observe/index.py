@@ -277,18 +277,18 @@ def _changed(row: tuple[Any, ...] | None, st: os.stat_result) -> bool:
 
 
 def refresh(paths_in: Iterable[str], prune_roots: Iterable[Path] = (), commit_behind: bool = False,
-            stats: Mapping[str, os.stat_result | None] | None = None) -> Refresh:
+            statted: Mapping[str, os.stat_result | None] | None = None) -> Refresh:
     """Bring the index up to date for these rollout files and return their usage.
 
     Files under `prune_roots` that are indexed but gone are dropped (or renamed, when the same inode
     shows up at a new path, as `codex archive` does). With `commit_behind`, the usage is read inside the
     transaction that wrote it and the commit may still be running on return: call `settle()` on the
-    result before the process ends or reads the index again. `stats`: os.stat of some of the files,
+    result before the process ends or reads the index again. `statted`: os.stat of some of the files,
     taken a moment ago (None where it failed); the others are statted here.
     """
     wanted = list(dict.fromkeys(os.path.abspath(p) for p in paths_in))
-    taken = stats or {}
-    stats = {p: taken[p] if p in taken else _stat(p) for p in wanted}
+    given = statted or {}
+    stats = {p: given[p] if p in given else _stat(p) for p in wanted}
     out = Refresh()
     for p, st in stats.items():
         if st is None:

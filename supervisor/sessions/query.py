@@ -124,20 +124,22 @@ def all_entries(codex_home: Path | None = None, commit_behind: bool = False,
 
     `walked`: (folders, path -> stat) of a walk just made (answer_cache.Tree). A home whose two folders
     it covers, spelt the same, is taken from it instead of being walked and statted again."""
+    from supervisor.observe import codex_format as cf
     from supervisor.observe import index
 
     homes = [codex_home] if codex_home else codex_homes()
     walked_roots, walked_stats = walked if walked is not None else ([], {})
     found: list[str] = []
+    roots: list[Path] = []
     for home in homes:
-        folders = (str(home / "sessions"), str(home / "archived_sessions"))
-        if all(f in walked_roots for f in folders):
-            under = tuple(f + os.sep for f in folders)
+        folders = (home / cf.SESSIONS_DIR, home / cf.ARCHIVED_DIR)
+        roots += folders
+        if all(str(f) in walked_roots for f in folders):
+            under = tuple(str(f) + os.sep for f in folders)
             found += sorted(p for p in walked_stats if p.startswith(under))  # as index.discover lists them
         else:
             found += index.discover(home)
-    roots = [root for home in homes for root in (home / "sessions", home / "archived_sessions")]
-    refreshed = index.refresh(found, prune_roots=roots, commit_behind=commit_behind, stats=walked_stats)
+    refreshed = index.refresh(found, prune_roots=roots, commit_behind=commit_behind, statted=walked_stats)
     try:
         entries = [UsageEntry(f.thread_id or os.path.basename(f.path), f.cwd or "", model, bucket, tokens)
                    for f, model, bucket, tokens in index.iter_sums(refreshed.files.values())]
