@@ -121,11 +121,14 @@ def temp_file(folder: str | Path, prefix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name in {folder}")
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, durable: bool = True,
+                 keep_existing: bool = False) -> None:
     """Write via a temp file in the same dir and rename, so readers never see half a file.
 
     Private (0600) unless `mode` says otherwise, e.g. 0o755 for an executable. `durable`: the bytes
     reach the disk before the rename; a cache whose readers check what they read can skip that wait.
+    `keep_existing`: the file is linked into place only if none is there yet; a file another process
+    put there first stays (a key two processes create at once must end up the same for both).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
@@ -137,7 +140,14 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, durable: bool
             if durable:
                 os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if keep_existing:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -125,3 +125,33 @@ def test_signing_in_a_runner_loads_neither_cryptography_nor_openssl(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split(None, 1) == ["2", "[]\n"]
+
+
+def test_a_key_cut_short_by_a_full_disk_is_never_put_in_place(tmp_path):
+    """A write stopped at the file size limit (as a full disk would stop it) leaves no key and no temp
+    file; the next start, with room, makes a whole key. A truncated key would refuse every later run."""
+    keys = ledger.key_path().parent
+    code = ("import resource, signal\n"
+            "from supervisor.govern import ledger\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (50, 50))\n"  # the PEM is 119 bytes
+            "try:\n    ledger.load_or_create_key()\n"
+            "except OSError as exc:\n    print('failed', exc.errno)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("failed"), out.stdout + out.stderr
+    assert [p.name for p in keys.iterdir()] == []
+    key = ledger.load_or_create_key()
+    assert len(key.sign(b"x")) == ledger.SIG_BYTES
+    assert sorted(p.name for p in keys.iterdir()) == [ledger.KEY_NAME, ledger.KEY_NAME + ".pub"]
+
+
+def test_two_processes_creating_the_key_at_once_end_with_one_key(tmp_path):
+    code = ("from supervisor.govern import ledger\n"
+            "print(ledger.load_or_create_key().public_raw().hex())\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    publics = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert publics == {ledger.load_or_create_key().public_raw().hex()}
+    assert sorted(p.name for p in ledger.key_path().parent.iterdir()) == [ledger.KEY_NAME, ledger.KEY_NAME + ".pub"]

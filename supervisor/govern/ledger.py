@@ -196,19 +196,9 @@ def load_or_create_key(ao_home: Path | None = None) -> SigningKey:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, _pem(os.urandom(32)))  # an ed25519 private key is 32 random bytes (RFC 8032 5.1.5)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if another process won the race; then use its key
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        # an ed25519 private key is 32 random bytes (RFC 8032 5.1.5); a process that lost the race to
+        # create it uses the winner's key
+        paths.atomic_write(path, _pem(os.urandom(32)), keep_existing=True)
     key = SigningKey(_seed_of(path.read_bytes(), path))
     write_public_key(key, ao_home)  # also derives the .pub of installs older than it
     return key
