@@ -116,6 +116,7 @@ PROBES = {
     "own policy is invisible": "cat {ao}/sessions/s1/policy.json",
     "other sessions are invisible": "ls {ao}/sessions/other",
     "hidden ao home is read-only": "mkdir -p {ao}/keys && echo x > {ao}/keys/new",
+    "no jail-probe pass can be forged": "mkdir -p {ao}/cache && touch {ao}/cache/bwrap-ok-forged",
     "other worktrees are read-only": "echo x > {ao}/worktrees/other/theirs.txt",
     "codex config is read-only": "echo 'notify = [\"x\"]' >> {ch}/config.toml",
     "hooks.json cannot be created": "echo '{{}}' > {ch}/hooks.json",
